@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * iommu/internal.h - the container's data structures, shared by the files of lib/iommu.
+ *
+ * Locking: iommu->lock (a mutex) serializes every change: map, unmap, attach, detach, pin,
+ * unpin, start, stop and reports. The marking paths (dt_dma_log, dt_dma_rw, merge-back)
+ * take no lock: they find mappings with iova_tree_find_lockless() inside an RCU read-side
+ * section and set bits atomically in the mapping's *active* one-shot bitmaps.
+ *
+ * Double buffering: each mapping has two sets of one-shot class bitmaps. A clearing report
+ * flips `active` for every mapping it covers, waits for a grace period (so no marker still
+ * writes the old set), then reads and zeroes the old set with plain stores. Between reports
+ * the inactive set is always empty.
+ *
+ * Dirty classes: the one-shot ones live in bitmaps (CLS_*); "pinned" is derived from pin
+ * counts (mapping->pinned, pages with a pin by an EMULATED or promoted PASSTHROUGH device);
+ * "whole" from the container scope and mapping->whole_pending.
+ */
+#ifndef DT_IOMMU_INTERNAL_H
+#define DT_IOMMU_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dirtytrack/iommu.h>
+
+#include "core/iova_tree.h"
+#include "core/log.h"
+#include "core/sbitmap.h"
+#include "core/u64map.h"
+
+#define DT_PAGE_SHIFT	    12u
+#define DT_PAGE_SIZE	    (1ull << DT_PAGE_SHIFT)
+#define DT_MAX_MAPPINGS	    65535u
+#define DT_MAX_BITMAP_BYTES (1ull << 32) /* 128 TiB of 4 KiB pages per report */
+
+enum dt_class { CLS_UNPIN, CLS_RW, CLS_LOG, CLS_REQUEUE, NCLS };
+
+struct dt_mapping {
+	struct iova_node node; /* [iova, iova + size - 1]; first member */
+	uint64_t iova, size, vaddr, npages;
+	uint32_t flags;		       /* VFIO_DMA_MAP_FLAG_READ / _WRITE */
+	struct sbitmap dirty[2][NCLS]; /* one-shot classes, double buffered */
+	_Atomic unsigned active;       /* the set markers write */
+	_Atomic int whole_pending;     /* report every page once */
+	struct sbitmap pinned;	       /* pages with a dirtying pin (lock) */
+	uint64_t pin_refs;	       /* pins of any device in this mapping (lock) */
+	struct dt_mapping *next_gone;  /* unmap: list of unpublished mappings */
+};
+
+struct dev_log;
+
+struct dt_device {
+	struct dt_iommu *iommu;
+	enum dt_device_kind kind;
+	bool has_pinned;    /* PASSTHROUGH promoted to pinned scope */
+	struct u64map pins; /* pfn -> pin count of this device */
+	dt_unmap_cb unmap_cb;
+	void *unmap_opaque;
+	struct dt_device *next;
+	_Atomic(struct dev_log *) log; /* device DMA logging, NULL when stopped */
+};
+
+struct dt_iommu {
+	pthread_mutex_t lock;
+	struct iova_tree tree;
+	_Atomic int tracking;
+	struct u64map pin_total; /* pfn -> (dirtying pins << 32) | pins of any device */
+	struct dt_device *devices;
+	unsigned ndevices;
+	unsigned unpinned_passthrough; /* > 0: whole-mapping scope */
+	uint64_t mapped_bytes;
+};
+
+static inline struct dt_mapping *node_mapping(struct iova_node *n)
+{
+	return (struct dt_mapping *)n;
+}
+
+static inline bool device_dirties_pins(const struct dt_device *d)
+{
+	return d->kind == DT_DEVICE_EMULATED || (d->kind == DT_DEVICE_PASSTHROUGH && d->has_pinned);
+}
+
+static inline bool whole_scope(const struct dt_iommu *iommu)
+{
+	return iommu->unpinned_passthrough > 0;
+}
+
+/* container.c */
+struct dt_mapping *mapping_first_in(struct dt_iommu *iommu, uint64_t iova, uint64_t last);
+struct dt_mapping *mapping_next_in(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t last);
+int range_check_uncut(struct dt_iommu *iommu, uint64_t iova, uint64_t last, const char *what);
+void mark_all_mappings_whole(struct dt_iommu *iommu);
+int iommu_map(struct dt_iommu *iommu, uint64_t vaddr, uint64_t iova, uint64_t size, uint32_t flags);
+int iommu_unmap(struct dt_iommu *iommu, uint64_t iova, uint64_t size, bool all, uint64_t *unmapped,
+		void *bitmap, uint64_t bitmap_size);
+
+/* device.c */
+void device_drop_pin(struct dt_device *dev, uint64_t pfn, struct dt_mapping *m);
+void device_drop_pins_in(struct dt_device *dev, struct dt_mapping *m);
+
+/* dma.c: lock-free marking */
+void mark_mapping(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t first_page,
+		  uint64_t npages, enum dt_class cls);
+void mark_range_lockless(struct dt_iommu *iommu, uint64_t iova, uint64_t len, enum dt_class cls);
+
+/* report.c */
+int report_locked(struct dt_iommu *iommu, struct dt_report *rep, bool pinned_only);
+int validate_report(struct dt_iommu *iommu, const struct dt_report *rep, bool pinned_only);
+int report_gone_mappings(struct dt_iommu *iommu, struct dt_report *rep, struct dt_mapping *gone);
+
+/* device_log.c */
+void dev_log_mark(struct dt_device *dev, uint64_t iova, uint64_t len);
+void dev_log_free(struct dev_log *log);
+int dev_feature(struct dt_device *dev, void *arg);
+
+#endif
