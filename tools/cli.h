@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* tools/cli.h - subcommands of the dirtytrack command-line tool. */
+#ifndef DT_TOOLS_CLI_H
+#define DT_TOOLS_CLI_H
+
+/* `dirtytrack demo`: returns the process exit status. */
+int demo_container(int argc, char **argv);
+
+#endif

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/dirtytrack.c - the dirtytrack command-line tool: dispatch of subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <dirtytrack/dirtytrack.h>
+
+#include "cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: dirtytrack <command> [options]\n"
+		   "commands:\n"
+		   "  demo      walk through the dirty-tracking semantics of the 2020 VFIO thread\n"
+		   "  version   print the library version\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "demo"))
+		return demo_container(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "version")) {
+		printf("dirtytrack %s\n", dt_version());
+		return 0;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "dirtytrack: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
