@@ -59,3 +59,36 @@ void xfree(void *p)
 {
 	free(p);
 }
+
+static void release_with_free(void *p, size_t size)
+{
+	(void)size;
+	free(p);
+}
+
+static void *zalloc_with_calloc(size_t size)
+{
+	return calloc(1, size);
+}
+
+static void *(*_Atomic big_zalloc)(size_t) = zalloc_with_calloc;
+static void (*_Atomic big_release)(void *, size_t) = release_with_free;
+
+void alloc_set_big_backend(void *(*zalloc)(size_t), void (*release)(void *, size_t))
+{
+	big_zalloc = zalloc;
+	big_release = release;
+}
+
+void *xzalloc_big(size_t size)
+{
+	if (should_fail())
+		return NULL;
+	return big_zalloc(size ? size : 1);
+}
+
+void xfree_big(void *p, size_t size)
+{
+	if (p)
+		big_release(p, size ? size : 1);
+}

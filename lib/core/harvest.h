@@ -18,7 +18,7 @@
 #define HARVEST_MAX_CLASSES 4
 
 struct harvest_src {
-	struct sbitmap *cls[HARVEST_MAX_CLASSES]; /* one-shot classes; NULL entries skipped */
+	struct sbitmap *cls[HARVEST_MAX_CLASSES]; /* one-shot classes, ncls of them, none NULL */
 	unsigned ncls;
 	bool take;		      /* read and clear: the caller guarantees exclusivity */
 	const struct sbitmap *pinned; /* perpetual class, never cleared; may be NULL */

@@ -4,78 +4,63 @@
  *
  * Memory order: setters use seq_cst read-modify-writes on the leaf, then test-and-set the
  * hints (a seq_cst load first, to skip the locked op when the hint is already there). A
- * clearer that drops a hint does it with a seq_cst RMW and then re-loads the covered words:
- * in the single total order either it sees the new bit, or the setter sees the hint clear
- * and sets it again. Chunk pointers are published with a CAS (release) and read with
- * acquire, so a chunk's zeroed memory is visible before its pointer.
+ * clearer that drops a hint does it with a seq_cst RMW and then re-loads what the hint
+ * covers: in the single total order either it sees the new bit, or the setter sees the hint
+ * clear and sets it again.
  */
 #include "core/sbitmap.h"
 
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/bitops.h"
 
+static uint64_t sizes(const struct sbitmap *b, uint64_t *leaf, uint64_t *sum, uint64_t *top)
+{
+	*leaf = (b->nwords ? b->nwords : 1) * sizeof(uint64_t);
+	*sum = (b->nsummary ? b->nsummary : 1) * sizeof(uint64_t);
+	*top = (b->ntop ? b->ntop : 1) * sizeof(uint64_t);
+	return *leaf + *sum + *top;
+}
+
 int sbm_init(struct sbitmap *b, uint64_t nbits)
 {
+	uint64_t leaf, sum, top;
+
+	memset(b, 0, sizeof(*b));
 	b->nbits = nbits;
 	b->nwords = words_for_bits(nbits);
-	b->nchunks = div_round_up(b->nwords, SBM_CHUNK_WORDS);
-	atomic_init(&b->bytes, 0);
-	b->chunks = xcalloc(b->nchunks ? b->nchunks : 1, sizeof(*b->chunks));
-	b->top = xcalloc(words_for_bits(b->nchunks) ? words_for_bits(b->nchunks) : 1,
-			 sizeof(*b->top));
-	if (!b->chunks || !b->top) {
-		xfree(b->chunks);
-		xfree(b->top);
-		b->chunks = NULL;
-		b->top = NULL;
+	b->nsummary = words_for_bits(b->nwords);
+	b->ntop = words_for_bits(b->nsummary);
+	sizes(b, &leaf, &sum, &top);
+	b->leaf = xzalloc_big(leaf);
+	b->summary = xzalloc_big(sum);
+	b->top = xzalloc_big(top);
+	if (!b->leaf || !b->summary || !b->top) {
+		sbm_destroy(b);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-void sbm_reset_excl(struct sbitmap *b)
-{
-	for (uint64_t c = 0; c < b->nchunks; c++) {
-		xfree(atomic_load_explicit(&b->chunks[c], memory_order_relaxed));
-		atomic_store_explicit(&b->chunks[c], NULL, memory_order_relaxed);
-	}
-	for (uint64_t t = 0; t < words_for_bits(b->nchunks); t++)
-		atomic_store_explicit(&b->top[t], 0, memory_order_relaxed);
-	atomic_store_explicit(&b->bytes, 0, memory_order_relaxed);
-}
-
 void sbm_destroy(struct sbitmap *b)
 {
-	if (!b->chunks)
-		return;
-	sbm_reset_excl(b);
-	xfree(b->chunks);
-	xfree(b->top);
-	b->chunks = NULL;
-	b->top = NULL;
+	uint64_t leaf, sum, top;
+
+	sizes(b, &leaf, &sum, &top);
+	xfree_big((void *)b->leaf, leaf);
+	xfree_big((void *)b->summary, sum);
+	xfree_big((void *)b->top, top);
+	memset(b, 0, sizeof(*b));
 }
 
-static struct sbm_chunk *chunk_get_or_alloc(struct sbitmap *b, uint64_t c)
+uint64_t sbm_reserved_bytes(const struct sbitmap *b)
 {
-	struct sbm_chunk *ch = sbm_chunk(b, c), *expected = NULL;
-	size_t size;
+	uint64_t leaf, sum, top;
 
-	if (ch)
-		return ch;
-	size = sizeof(*ch) + sbm_chunk_words(b, c) * sizeof(ch->leaf[0]);
-	ch = xzalloc(size);
-	if (!ch)
-		return NULL;
-	if (!atomic_compare_exchange_strong_explicit(&b->chunks[c], &expected, ch,
-						     memory_order_acq_rel, memory_order_acquire)) {
-		xfree(ch);
-		return expected;
-	}
-	atomic_fetch_add_explicit(&b->bytes, size, memory_order_relaxed);
-	return ch;
+	return sizes(b, &leaf, &sum, &top);
 }
 
 static inline void hint_set(_Atomic uint64_t *w, uint64_t bits)
@@ -84,50 +69,40 @@ static inline void hint_set(_Atomic uint64_t *w, uint64_t bits)
 		atomic_fetch_or(w, bits);
 }
 
-int sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n)
+/* Set the hints above leaf words [w0, w1]: summary bits, then top bits. */
+static void hints_set(struct sbitmap *b, uint64_t w0, uint64_t w1)
 {
-	uint64_t end = first + n;
-	int ret = 0;
+	for (uint64_t s = w0 / 64; s <= w1 / 64; s++) {
+		unsigned lo = s == w0 / 64 ? w0 % 64 : 0;
+		unsigned hi = s == w1 / 64 ? w1 % 64 + 1 : 64;
 
-	while (first < end) {
-		uint64_t c = first / SBM_CHUNK_BITS;
-		uint64_t chunk_end =
-			(c + 1) * SBM_CHUNK_BITS < end ? (c + 1) * SBM_CHUNK_BITS : end;
-		struct sbm_chunk *ch = chunk_get_or_alloc(b, c);
-		uint64_t sum[SBM_SUM_WORDS] = {0};
-
-		if (!ch) {
-			ret = -ENOMEM;
-			first = chunk_end;
-			continue;
-		}
-		while (first < chunk_end) {
-			unsigned lo = first % 64;
-			uint64_t span = chunk_end - first < 64 - lo ? chunk_end - first : 64 - lo;
-			uint32_t w = (uint32_t)(first / 64 - c * SBM_CHUNK_WORDS);
-			uint64_t bits = mask_range(lo, lo + (unsigned)span);
-
-			if ((atomic_load(&ch->leaf[w]) & bits) != bits)
-				atomic_fetch_or(&ch->leaf[w], bits);
-			sum[w / 64] |= 1ull << (w % 64);
-			first += span;
-		}
-		for (unsigned s = 0; s < SBM_SUM_WORDS; s++)
-			if (sum[s])
-				hint_set(&ch->summary[s], sum[s]);
-		hint_set(&b->top[c / 64], 1ull << (c % 64));
+		hint_set(&b->summary[s], mask_range(lo, hi));
 	}
-	return ret;
+	for (uint64_t t = w0 / 4096; t <= w1 / 4096; t++) {
+		unsigned lo = t == w0 / 4096 ? w0 / 64 % 64 : 0;
+		unsigned hi = t == w1 / 4096 ? w1 / 64 % 64 + 1 : 64;
+
+		hint_set(&b->top[t], mask_range(lo, hi));
+	}
 }
 
-int sbm_reserve(struct sbitmap *b, uint64_t first, uint64_t n)
+void sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n)
 {
+	uint64_t end = first + n, w0 = first / 64;
+
 	if (!n)
-		return 0;
-	for (uint64_t c = first / SBM_CHUNK_BITS; c <= (first + n - 1) / SBM_CHUNK_BITS; c++)
-		if (!chunk_get_or_alloc(b, c))
-			return -ENOMEM;
-	return 0;
+		return;
+	while (first < end) {
+		unsigned lo = first % 64;
+		uint64_t span = end - first < 64 - lo ? end - first : 64 - lo;
+		uint64_t bits = mask_range(lo, lo + (unsigned)span);
+		_Atomic uint64_t *leaf = &b->leaf[first / 64];
+
+		if ((atomic_load(leaf) & bits) != bits)
+			atomic_fetch_or(leaf, bits);
+		first += span;
+	}
+	hints_set(b, w0, (end - 1) / 64);
 }
 
 bool sbm_test(const struct sbitmap *b, uint64_t bit)
@@ -137,65 +112,65 @@ bool sbm_test(const struct sbitmap *b, uint64_t bit)
 
 uint64_t sbm_load_word(const struct sbitmap *b, uint64_t word)
 {
-	struct sbm_chunk *ch = sbm_chunk(b, word / SBM_CHUNK_WORDS);
-
-	if (!ch)
-		return 0;
-	return atomic_load_explicit(&ch->leaf[word % SBM_CHUNK_WORDS], memory_order_relaxed);
+	return atomic_load_explicit(&b->leaf[word], memory_order_relaxed);
 }
 
 uint64_t sbm_next_hinted_word(const struct sbitmap *b, uint64_t from)
 {
 	while (from < b->nwords) {
-		uint64_t c = from / SBM_CHUNK_WORDS;
-		uint64_t t = atomic_load_explicit(&b->top[c / 64], memory_order_acquire);
-		struct sbm_chunk *ch;
-		uint32_t w;
+		uint64_t s = from / 64, t = s / 64;
+		uint64_t top = atomic_load_explicit(&b->top[t], memory_order_acquire);
+		uint64_t sum;
 
-		t &= ~0ull << (c % 64);
-		if (!t) {
-			from = (c / 64 + 1) * 64 * (uint64_t)SBM_CHUNK_WORDS;
+		top &= ~0ull << (s % 64);
+		if (!top) {
+			from = (t + 1) * 4096;
 			continue;
 		}
-		if (ctz64(t) != c % 64) {
-			from = (c - c % 64 + ctz64(t)) * SBM_CHUNK_WORDS;
+		if (ctz64(top) != s % 64) {
+			from = (t * 64 + ctz64(top)) * 64;
 			continue;
 		}
-		ch = sbm_chunk(b, c);
-		w = (uint32_t)(from % SBM_CHUNK_WORDS);
-		while (ch && w < sbm_chunk_words(b, c)) {
-			uint64_t s =
-				atomic_load_explicit(&ch->summary[w / 64], memory_order_acquire);
-
-			s &= ~0ull << (w % 64);
-			if (s)
-				return c * SBM_CHUNK_WORDS + (w - w % 64) + ctz64(s);
-			w = (w / 64 + 1) * 64;
-		}
-		from = (c + 1) * SBM_CHUNK_WORDS;
+		sum = atomic_load_explicit(&b->summary[s], memory_order_acquire);
+		sum &= ~0ull << (from % 64);
+		if (sum)
+			return s * 64 + ctz64(sum);
+		from = (s + 1) * 64;
 	}
 	return b->nwords;
 }
 
 void sbm_clear_bit_excl(struct sbitmap *b, uint64_t bit)
 {
-	uint64_t c = bit / SBM_CHUNK_BITS;
-	struct sbm_chunk *ch = sbm_chunk(b, c);
-	uint32_t w = (uint32_t)(bit / 64 % SBM_CHUNK_WORDS);
-	uint64_t v;
+	uint64_t w = bit / 64, v;
 
-	if (!ch)
-		return;
-	v = atomic_load_explicit(&ch->leaf[w], memory_order_relaxed) & ~(1ull << (bit % 64));
-	atomic_store_explicit(&ch->leaf[w], v, memory_order_relaxed);
+	v = atomic_load_explicit(&b->leaf[w], memory_order_relaxed) & ~(1ull << (bit % 64));
+	atomic_store_explicit(&b->leaf[w], v, memory_order_relaxed);
 	if (v)
 		return;
-	v = atomic_load_explicit(&ch->summary[w / 64], memory_order_relaxed) & ~(1ull << (w % 64));
-	atomic_store_explicit(&ch->summary[w / 64], v, memory_order_relaxed);
-	for (unsigned s = 0; s < SBM_SUM_WORDS; s++)
-		if (atomic_load_explicit(&ch->summary[s], memory_order_relaxed))
-			return;
-	atomic_fetch_and_explicit(&b->top[c / 64], ~(1ull << (c % 64)), memory_order_relaxed);
+	v = atomic_load_explicit(&b->summary[w / 64], memory_order_relaxed) & ~(1ull << (w % 64));
+	atomic_store_explicit(&b->summary[w / 64], v, memory_order_relaxed);
+	if (!v)
+		atomic_fetch_and_explicit(&b->top[w / 4096], ~(1ull << (w / 64 % 64)),
+					  memory_order_relaxed);
+}
+
+void sbm_reset_excl(struct sbitmap *b)
+{
+	for (uint64_t t = 0; t < b->ntop; t++) {
+		uint64_t top = atomic_load_explicit(&b->top[t], memory_order_relaxed);
+
+		for (; top; top &= top - 1) {
+			uint64_t s = t * 64 + ctz64(top);
+			uint64_t sum = atomic_load_explicit(&b->summary[s], memory_order_relaxed);
+
+			for (; sum; sum &= sum - 1)
+				atomic_store_explicit(&b->leaf[s * 64 + ctz64(sum)], 0,
+						      memory_order_relaxed);
+			atomic_store_explicit(&b->summary[s], 0, memory_order_relaxed);
+		}
+		atomic_store_explicit(&b->top[t], 0, memory_order_relaxed);
+	}
 }
 
 uint64_t sbm_count(const struct sbitmap *b)
@@ -208,60 +183,45 @@ uint64_t sbm_count(const struct sbitmap *b)
 	return n;
 }
 
-/* Drop the summary hint of leaf word w of chunk ch if the word is empty, re-checking after. */
-static void summary_drop_if_empty(struct sbm_chunk *ch, uint32_t w)
+/* Drop the summary hint of leaf word w if the word is empty, re-checking after; then the
+ * top hint of its summary word likewise. */
+static void hints_drop_if_empty(struct sbitmap *b, uint64_t w)
 {
-	uint64_t bit = 1ull << (w % 64);
+	uint64_t sbit = 1ull << (w % 64), tbit = 1ull << (w / 64 % 64);
 
-	if (atomic_load(&ch->leaf[w]))
+	if (atomic_load(&b->leaf[w]))
 		return;
-	atomic_fetch_and(&ch->summary[w / 64], ~bit);
-	if (atomic_load(&ch->leaf[w]))
-		atomic_fetch_or(&ch->summary[w / 64], bit);
-}
-
-static void top_drop_if_empty(struct sbitmap *b, struct sbm_chunk *ch, uint64_t c)
-{
-	uint64_t bit = 1ull << (c % 64);
-
-	for (unsigned s = 0; s < SBM_SUM_WORDS; s++)
-		if (atomic_load(&ch->summary[s]))
-			return;
-	atomic_fetch_and(&b->top[c / 64], ~bit);
-	for (unsigned s = 0; s < SBM_SUM_WORDS; s++)
-		if (atomic_load(&ch->summary[s])) {
-			atomic_fetch_or(&b->top[c / 64], bit);
-			return;
-		}
+	atomic_fetch_and(&b->summary[w / 64], ~sbit);
+	if (atomic_load(&b->leaf[w])) {
+		atomic_fetch_or(&b->summary[w / 64], sbit);
+		return;
+	}
+	if (atomic_load(&b->summary[w / 64]))
+		return;
+	atomic_fetch_and(&b->top[w / 4096], ~tbit);
+	if (atomic_load(&b->summary[w / 64]))
+		atomic_fetch_or(&b->top[w / 4096], tbit);
 }
 
 uint64_t sbm_harvest_range_atomic(struct sbitmap *b, uint64_t first, uint64_t n, sbm_word_fn fn,
 				  void *opaque)
 {
-	uint64_t end = first + n, taken = 0, prev_c = UINT64_MAX;
+	uint64_t end = first + n, taken = 0;
 
 	if (!n)
 		return 0;
 	for (uint64_t w = sbm_next_hinted_word(b, first / 64); w < b->nwords && w * 64 < end;
 	     w = sbm_next_hinted_word(b, w + 1)) {
-		uint64_t c = w / SBM_CHUNK_WORDS;
-		struct sbm_chunk *ch = sbm_chunk(b, c);
-		uint32_t cw = (uint32_t)(w % SBM_CHUNK_WORDS);
 		unsigned lo = w * 64 < first ? (unsigned)(first - w * 64) : 0;
 		unsigned hi = end - w * 64 < 64 ? (unsigned)(end - w * 64) : 64;
 		uint64_t mask = mask_range(lo, hi), got;
 
-		if (prev_c != UINT64_MAX && prev_c != c)
-			top_drop_if_empty(b, sbm_chunk(b, prev_c), prev_c);
-		prev_c = c;
-		got = atomic_fetch_and(&ch->leaf[cw], ~mask) & mask;
+		got = atomic_fetch_and(&b->leaf[w], ~mask) & mask;
 		if (got) {
 			taken += popcount64(got);
 			fn(opaque, w * 64, got);
 		}
-		summary_drop_if_empty(ch, cw);
+		hints_drop_if_empty(b, w);
 	}
-	if (prev_c != UINT64_MAX)
-		top_drop_if_empty(b, sbm_chunk(b, prev_c), prev_c);
 	return taken;
 }

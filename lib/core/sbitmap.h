@@ -2,17 +2,20 @@
 /*
  * core/sbitmap.h - a sparse, three-level atomic bitmap.
  *
- * Leaf words hold the bits. They live in chunks of up to 512 words (32768 bits, 128 MiB of
- * 4 KiB pages) allocated on first use, so a bitmap over 1 TiB that nobody marks costs 64 KiB
- * of chunk pointers. Each chunk has a summary word per 64 leaf words (bit w: leaf w may be
- * non-zero), and the bitmap a top word per 64 chunks (bit c: chunk c may hold bits). A scan
- * costs in proportion to the words that hold bits, not to nbits.
+ * Three flat arrays, each reserved with xzalloc_big() (zero-filled by the kernel on first
+ * touch, so an area nobody marks costs no memory): the leaf words; a summary bit per leaf
+ * word (leaf w may be non-zero: 512 KiB per TiB of 4 KiB pages); a top bit per summary word
+ * (8 KiB per TiB). A scan reads the top words, the summary words they point at, and the
+ * leaves those point at: its cost follows the dirty words, its accesses go in address order,
+ * and flat arrays let huge pages cover them (a scan of scattered small chunks spends most of
+ * its time in TLB misses).
  *
  * Invariant (the no-lost-bit rule): a set bit is always covered by set hints. Setters write
- * leaf, then summary, then top; a clearer that drops a hint re-checks what it covers and
- * restores the hint if bits appeared (sbm_harvest_range_atomic). Hints may be stale-set.
+ * the leaf, then the summary, then the top; a clearer that drops a hint re-checks what it
+ * covers and restores the hint if bits appeared (sbm_harvest_range_atomic). Hints may be
+ * stale-set.
  *
- * Concurrency: sbm_set_* may run from any thread concurrently with each other, with
+ * Concurrency: sbm_set_range may run from any thread concurrently with itself, with
  * sbm_load_word/sbm_test and with sbm_harvest_range_atomic. Functions named *_excl need the
  * caller to guarantee that no other thread touches the bitmap.
  */
@@ -23,48 +26,40 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SBM_CHUNK_WORDS 512u
-#define SBM_CHUNK_BITS	(SBM_CHUNK_WORDS * 64u)
-#define SBM_SUM_WORDS	(SBM_CHUNK_WORDS / 64u)
-
-struct sbm_chunk {
-	_Atomic uint64_t summary[SBM_SUM_WORDS];
-	_Atomic uint64_t leaf[]; /* sbm_chunk_words() of them */
-};
-
 struct sbitmap {
 	uint64_t nbits;
-	uint64_t nwords;
-	uint64_t nchunks;
-	_Atomic(struct sbm_chunk *) *chunks;
-	_Atomic uint64_t *top;	/* words_for_bits(nchunks) words */
-	_Atomic uint64_t bytes; /* memory held by chunks */
+	uint64_t nwords;   /* leaf words */
+	uint64_t nsummary; /* summary words: one bit per leaf word */
+	uint64_t ntop;	   /* top words: one bit per summary word */
+	_Atomic uint64_t *leaf;
+	_Atomic uint64_t *summary;
+	_Atomic uint64_t *top;
 };
 
+/* -ENOMEM if the address space could not be reserved. */
 int sbm_init(struct sbitmap *b, uint64_t nbits);
 void sbm_destroy(struct sbitmap *b);
 
-/* Set bits [first, first + n). -ENOMEM if a chunk could not be allocated: bits in the
- * chunks that exist are set, the caller must treat the rest as lost and fall back. */
-int sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n);
-
-/* Allocate the chunks covering [first, first + n) so that setting those bits cannot fail. */
-int sbm_reserve(struct sbitmap *b, uint64_t first, uint64_t n);
+/* Set bits [first, first + n), atomically, from any thread. */
+void sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n);
 
 bool sbm_test(const struct sbitmap *b, uint64_t bit);
 uint64_t sbm_load_word(const struct sbitmap *b, uint64_t word);
 
-/* The next word index >= from whose hints are set (it may be zero), or b->nwords. */
+/* The next word index >= from whose summary hint is set (it may be zero), or b->nwords. */
 uint64_t sbm_next_hinted_word(const struct sbitmap *b, uint64_t from);
 
 /* Exclusive: clear one bit, dropping hints that no longer cover anything. */
 void sbm_clear_bit_excl(struct sbitmap *b, uint64_t bit);
 
-/* Exclusive: free every chunk (all bits clear). */
+/* Exclusive: clear every bit; costs in proportion to the hinted words. */
 void sbm_reset_excl(struct sbitmap *b);
 
-/* Number of set bits (a full scan of the hinted words). */
+/* Number of set bits (a scan of the hinted words). */
 uint64_t sbm_count(const struct sbitmap *b);
+
+/* Bytes of address space reserved (resident only where touched). */
+uint64_t sbm_reserved_bytes(const struct sbitmap *b);
 
 /*
  * Read and clear bits [first, first + n) while setters may run concurrently. fn gets each
@@ -74,17 +69,5 @@ uint64_t sbm_count(const struct sbitmap *b);
 typedef void (*sbm_word_fn)(void *opaque, uint64_t bit0, uint64_t bits);
 uint64_t sbm_harvest_range_atomic(struct sbitmap *b, uint64_t first, uint64_t n, sbm_word_fn fn,
 				  void *opaque);
-
-static inline uint32_t sbm_chunk_words(const struct sbitmap *b, uint64_t c)
-{
-	uint64_t left = b->nwords - c * SBM_CHUNK_WORDS;
-
-	return left < SBM_CHUNK_WORDS ? (uint32_t)left : SBM_CHUNK_WORDS;
-}
-
-static inline struct sbm_chunk *sbm_chunk(const struct sbitmap *b, uint64_t c)
-{
-	return atomic_load_explicit(&b->chunks[c], memory_order_acquire);
-}
 
 #endif

@@ -28,6 +28,7 @@ struct dt_iommu *dt_iommu_new(void)
 		return NULL;
 	}
 	rcu_init();
+	alloc_set_big_backend(sys_zalloc_lazy, sys_free_lazy);
 	pthread_mutex_init(&iommu->lock, NULL);
 	iova_tree_init(&iommu->tree);
 	u64map_init(&iommu->pin_total);
@@ -345,8 +346,8 @@ int dt_iommu_get_stats(struct dt_iommu *iommu, struct dt_iommu_stats *st)
 	     m = mapping_next_in(iommu, m, UINT64_MAX)) {
 		for (unsigned b = 0; b < 2; b++)
 			for (unsigned c = 0; c < NCLS; c++)
-				st->bitmap_bytes += atomic_load(&m->dirty[b][c].bytes);
-		st->bitmap_bytes += atomic_load(&m->pinned.bytes);
+				st->bitmap_bytes += sbm_reserved_bytes(&m->dirty[b][c]);
+		st->bitmap_bytes += sbm_reserved_bytes(&m->pinned);
 	}
 	pthread_mutex_unlock(&iommu->lock);
 	return 0;

