@@ -17,50 +17,40 @@
 #include "core/alloc.h"
 #include "core/bitops.h"
 
-static uint64_t sizes(const struct sbitmap *b, uint64_t *leaf, uint64_t *sum, uint64_t *top)
+/* One area per bitmap, [top | summary | leaf]: a small bitmap's hints share cache lines
+ * with each other and with the first leaves. */
+static uint64_t area_bytes(const struct sbitmap *b)
 {
-	*leaf = (b->nwords ? b->nwords : 1) * sizeof(uint64_t);
-	*sum = (b->nsummary ? b->nsummary : 1) * sizeof(uint64_t);
-	*top = (b->ntop ? b->ntop : 1) * sizeof(uint64_t);
-	return *leaf + *sum + *top;
+	return (b->ntop + b->nsummary + b->nwords) * sizeof(uint64_t);
 }
 
 int sbm_init(struct sbitmap *b, uint64_t nbits)
 {
-	uint64_t leaf, sum, top;
-
 	memset(b, 0, sizeof(*b));
 	b->nbits = nbits;
-	b->nwords = words_for_bits(nbits);
+	b->nwords = words_for_bits(nbits) ? words_for_bits(nbits) : 1;
 	b->nsummary = words_for_bits(b->nwords);
 	b->ntop = words_for_bits(b->nsummary);
-	sizes(b, &leaf, &sum, &top);
-	b->leaf = xzalloc_big(leaf);
-	b->summary = xzalloc_big(sum);
-	b->top = xzalloc_big(top);
-	if (!b->leaf || !b->summary || !b->top) {
-		sbm_destroy(b);
+	b->top = xzalloc_big(area_bytes(b));
+	if (!b->top) {
+		memset(b, 0, sizeof(*b));
 		return -ENOMEM;
 	}
+	b->summary = b->top + b->ntop;
+	b->leaf = b->summary + b->nsummary;
 	return 0;
 }
 
 void sbm_destroy(struct sbitmap *b)
 {
-	uint64_t leaf, sum, top;
-
-	sizes(b, &leaf, &sum, &top);
-	xfree_big((void *)b->leaf, leaf);
-	xfree_big((void *)b->summary, sum);
-	xfree_big((void *)b->top, top);
+	if (b->top)
+		xfree_big((void *)b->top, area_bytes(b));
 	memset(b, 0, sizeof(*b));
 }
 
 uint64_t sbm_reserved_bytes(const struct sbitmap *b)
 {
-	uint64_t leaf, sum, top;
-
-	return sizes(b, &leaf, &sum, &top);
+	return area_bytes(b);
 }
 
 static inline void hint_set(_Atomic uint64_t *w, uint64_t bits)

@@ -39,12 +39,14 @@
 enum dt_class { CLS_UNPIN, CLS_RW, CLS_LOG, CLS_REQUEUE, NCLS };
 
 struct dt_mapping {
+	/* Hot for the lock-free markers: the tree node, the range, the permissions and the
+	 * active set, together at the front. */
 	struct iova_node node; /* [iova, iova + size - 1]; first member */
 	uint64_t iova, size, vaddr, npages;
 	uint32_t flags;		       /* VFIO_DMA_MAP_FLAG_READ / _WRITE */
-	struct sbitmap dirty[2][NCLS]; /* one-shot classes, double buffered */
 	_Atomic unsigned active;       /* the set markers write */
 	_Atomic int whole_pending;     /* report every page once */
+	struct sbitmap dirty[2][NCLS]; /* one-shot classes, double buffered */
 	struct sbitmap pinned;	       /* pages with a dirtying pin (lock) */
 	uint64_t pin_refs;	       /* pins of any device in this mapping (lock) */
 	struct dt_mapping *next_gone;  /* unmap: list of unpublished mappings */
