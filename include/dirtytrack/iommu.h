@@ -133,7 +133,9 @@ struct dt_report_counts {
 
 /* Called once per run of dirty report pages, in increasing iova order. A non-zero return
  * stops the report: this run and every later one are merged back (not lost), and the
- * report returns that value. */
+ * report returns that value. It runs with the container lock held: it may call dt_dma_log,
+ * dt_dma_rw and dt_iommu_merge_back*, not the calls that take the lock (pin, unpin, map,
+ * unmap, start, stop, report, attach, detach). */
 typedef int (*dt_run_fn)(void *opaque, uint64_t iova, uint64_t length);
 
 struct dt_report {
