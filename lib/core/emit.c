@@ -16,10 +16,19 @@ void emit_init(struct emit_sink *s)
 	s->err = 0;
 }
 
+/* Hand report pages [rp, rp + n) back, clipped to the report's range: the last report page
+ * may reach past it, and pages beyond the range are not this report's. */
 static void requeue_report_pages(struct emit_sink *s, uint64_t rp, uint64_t n)
 {
+	uint64_t first = rp << s->k, count = n << s->k;
+	uint64_t range_pages = (s->end_iova - s->base_iova) >> s->page_shift;
+
+	if (first >= range_pages)
+		return;
+	if (count > range_pages - first)
+		count = range_pages - first;
 	if (s->requeue)
-		s->requeue(s->requeue_ctx, rp << s->k, n << s->k);
+		s->requeue(s->requeue_ctx, first, count);
 }
 
 static void run_flush(struct emit_sink *s)
@@ -37,7 +46,7 @@ static void run_flush(struct emit_sink *s)
 	}
 	iova = s->base_iova + (s->run_start << shift);
 	len = s->run_len << shift;
-	if (len > s->end_iova - iova)
+	if (len > s->end_iova - iova) /* modulo 2^64: end_iova 0 is the top of the space */
 		len = s->end_iova - iova;
 	ret = s->run(s->opaque, iova, len);
 	if (ret) {

@@ -18,7 +18,7 @@
 
 struct emit_sink {
 	uint64_t base_iova;  /* report base, aligned to the report page */
-	uint64_t end_iova;   /* base + length (runs are clipped to it) */
+	uint64_t end_iova;   /* base + length modulo 2^64 (runs are clipped to it) */
 	unsigned page_shift; /* container page shift */
 	unsigned k;	     /* log2(report page / container page) */
 	void *bitmap;	     /* optional */

@@ -69,8 +69,6 @@ static void sink_init(struct emit_sink *sink, const struct dt_report *rep, struc
 	emit_init(sink);
 	sink->base_iova = rep->iova;
 	sink->end_iova = rep->iova + rep->length; /* 0 when the range ends at 2^64 */
-	if (!sink->end_iova)
-		sink->end_iova = UINT64_MAX;
 	sink->page_shift = DT_PAGE_SHIFT;
 	sink->k = ctz64(pgsize) - DT_PAGE_SHIFT;
 	sink->bitmap = rep->bitmap;

@@ -17,13 +17,28 @@
 
 #define offsetofend(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
 
+/* The IOVA-range capability with its one range: the UAPI struct ends in a flexible array,
+ * which cannot sit inside another struct; this mirrors it (checked below). */
+struct iova_range_cap_one {
+	struct vfio_info_cap_header header;
+	uint32_t nr_iovas;
+	uint32_t reserved;
+	struct vfio_iova_range range;
+};
+
+_Static_assert(offsetof(struct iova_range_cap_one, nr_iovas) ==
+		       offsetof(struct vfio_iommu_type1_info_cap_iova_range, nr_iovas),
+	       "mirrors the UAPI layout");
+_Static_assert(offsetof(struct iova_range_cap_one, range) ==
+		       offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges),
+	       "mirrors the UAPI layout");
+
 /* Capabilities of GET_INFO, in the kernel's order: migration, DMA entries, IOVA ranges. */
 struct info_caps {
 	struct vfio_iommu_type1_info_cap_migration mig;
 	struct vfio_iommu_type1_info_dma_avail avail;
 	uint32_t avail_pad;
-	struct vfio_iommu_type1_info_cap_iova_range iova;
-	struct vfio_iova_range range;
+	struct iova_range_cap_one iova;
 };
 
 static void build_caps(struct dt_iommu *iommu, struct info_caps *caps, uint32_t base)
@@ -45,16 +60,12 @@ static void build_caps(struct dt_iommu *iommu, struct info_caps *caps, uint32_t 
 	caps->iova.header.version = 1;
 	caps->iova.header.next = 0;
 	caps->iova.nr_iovas = 1;
-	caps->range.start = 0;
-	caps->range.end = UINT64_MAX;
+	caps->iova.range.start = 0;
+	caps->iova.range.end = UINT64_MAX;
 }
 
 _Static_assert(offsetof(struct info_caps, avail) % 8 == 0, "caps are 8-byte aligned");
 _Static_assert(offsetof(struct info_caps, iova) % 8 == 0, "caps are 8-byte aligned");
-_Static_assert(offsetof(struct info_caps, range) ==
-		       offsetof(struct info_caps, iova) +
-			       offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges),
-	       "iova range follows its header");
 
 static int get_info(struct dt_iommu *iommu, struct vfio_iommu_type1_info *arg)
 {
