@@ -33,56 +33,78 @@ static struct dt_mapping *find(struct dt_iommu *iommu, uint64_t iova)
 	return n ? node_mapping(n) : NULL;
 }
 
-/*
- * Check that [iova, last] lies in adjacent mappings that allow `need`. Returns the first
- * mapping, or NULL with *err set. Inside a read-side section.
- */
-static struct dt_mapping *range_lookup(struct dt_iommu *iommu, uint64_t iova, uint64_t last,
-				       uint32_t need, const char *what, int *err)
-{
-	struct dt_mapping *first = find(iommu, iova), *m = first;
+/* The mappings a range was validated against, kept so that the copy and the marks use the
+ * same ones even if an unmap unpublishes them meanwhile (they stay valid until our read-side
+ * section ends, and the unmap reports our marks). Longer spans are looked up again. */
+#define SPAN_KEEP 8
 
+struct span {
+	struct dt_mapping *m[SPAN_KEEP];
+	unsigned n; /* mappings in the range (may exceed SPAN_KEEP) */
+};
+
+/*
+ * Check that [iova, last] lies in adjacent mappings that allow `need`. Returns 0 with the
+ * span filled, or the errno. Inside a read-side section.
+ */
+static int range_lookup(struct dt_iommu *iommu, uint64_t iova, uint64_t last, uint32_t need,
+			const char *what, struct span *sp)
+{
+	struct dt_mapping *m = find(iommu, iova);
+
+	sp->n = 0;
 	for (;;) {
-		if (!m) {
-			*err = log_fail(-EINVAL, "%s: iova 0x%llx is not mapped", what,
+		if (!m)
+			return log_fail(-EINVAL, "%s: iova 0x%llx is not mapped", what,
 					(unsigned long long)iova);
-			return NULL;
-		}
-		if ((m->flags & need) != need) {
-			*err = log_fail(-EPERM, "%s: mapping at 0x%llx forbids device %s", what,
+		if ((m->flags & need) != need)
+			return log_fail(-EPERM, "%s: mapping at 0x%llx forbids device %s", what,
 					(unsigned long long)m->iova,
 					need & VFIO_DMA_MAP_FLAG_WRITE ? "writes" : "reads");
-			return NULL;
-		}
+		if (sp->n < SPAN_KEEP)
+			sp->m[sp->n] = m;
+		sp->n++;
 		if (last <= m->node.last)
-			return first;
+			return 0;
 		iova = m->node.last + 1;
 		m = find(iommu, iova);
 	}
 }
 
-/* Mark [iova, last] whose mappings were checked; a mapping unmapped meanwhile is skipped. */
-static void mark_checked(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t iova, uint64_t last,
-			 enum dt_class cls)
+/* The i-th mapping of a validated span, which starts at iova; NULL only if it lay beyond
+ * SPAN_KEEP and an unmap removed it since. */
+static struct dt_mapping *span_at(struct dt_iommu *iommu, const struct span *sp, unsigned i,
+				  uint64_t iova)
 {
-	while (m) {
-		uint64_t end = last < m->node.last ? last : m->node.last;
-		uint64_t first_page = (iova - m->iova) >> DT_PAGE_SHIFT;
-		uint64_t last_page = (end - m->iova) >> DT_PAGE_SHIFT;
+	return i < SPAN_KEEP ? sp->m[i] : find(iommu, iova);
+}
 
-		mark_mapping(iommu, m, first_page, last_page - first_page + 1, cls);
+/* Mark [iova, last], a validated span. */
+static void mark_span(struct dt_iommu *iommu, const struct span *sp, uint64_t iova, uint64_t last,
+		      enum dt_class cls)
+{
+	for (unsigned i = 0; i < sp->n; i++) {
+		struct dt_mapping *m = span_at(iommu, sp, i, iova);
+		uint64_t end;
+
+		if (!m)
+			return;
+		end = last < m->node.last ? last : m->node.last;
+		mark_mapping(iommu, m, (iova - m->iova) >> DT_PAGE_SHIFT,
+			     ((end - m->iova) >> DT_PAGE_SHIFT) -
+				     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
+			     cls);
 		if (end == last)
 			return;
 		iova = end + 1;
-		m = find(iommu, iova);
 	}
 }
 
 int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 {
 	struct dt_iommu *iommu;
-	struct dt_mapping *m;
-	int err = 0;
+	struct span sp;
+	int err;
 
 	if (!dev)
 		return log_fail(-EINVAL, "dt_dma_log: NULL device");
@@ -91,10 +113,10 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 				(unsigned long long)iova, (unsigned long long)len);
 	iommu = dev->iommu;
 	rcu_read_lock();
-	m = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &err);
-	if (m) {
+	err = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &sp);
+	if (!err) {
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
-			mark_checked(iommu, m, iova, iova + len - 1, CLS_LOG);
+			mark_span(iommu, &sp, iova, iova + len - 1, CLS_LOG);
 		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
 			dev_log_mark(dev, iova, len);
 	}
@@ -106,10 +128,10 @@ int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool
 {
 	uint32_t need = write ? VFIO_DMA_MAP_FLAG_WRITE : VFIO_DMA_MAP_FLAG_READ;
 	struct dt_iommu *iommu;
-	struct dt_mapping *m;
 	uint64_t pos = iova, last;
+	struct span sp;
 	char *p = data;
-	int err = 0;
+	int err;
 
 	if (!dev || !data)
 		return log_fail(-EINVAL, "dt_dma_rw: NULL %s", dev ? "buffer" : "device");
@@ -119,27 +141,34 @@ int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool
 	iommu = dev->iommu;
 	last = iova + len - 1;
 	rcu_read_lock();
-	m = range_lookup(iommu, iova, last, need, "dt_dma_rw", &err);
-	for (struct dt_mapping *cur = m; cur;) {
-		uint64_t end = last < cur->node.last ? last : cur->node.last;
-		void *host = (void *)(uintptr_t)(cur->vaddr + (pos - cur->iova));
-		size_t n = end - pos + 1;
+	err = range_lookup(iommu, iova, last, need, "dt_dma_rw", &sp);
+	for (unsigned i = 0; !err && i < sp.n; i++) {
+		struct dt_mapping *cur = span_at(iommu, &sp, i, pos);
+		uint64_t end;
+		void *host;
 
-		if (write)
-			memcpy(host, p, n);
-		else
-			memcpy(p, host, n);
-		p += n;
-		if (end == last)
+		if (!cur) {
+			err = log_fail(-EINVAL,
+				       "dt_dma_rw: iova 0x%llx was unmapped during the copy",
+				       (unsigned long long)pos);
 			break;
+		}
+		end = last < cur->node.last ? last : cur->node.last;
+		host = (void *)(uintptr_t)(cur->vaddr + (pos - cur->iova));
+		if (write)
+			memcpy(host, p, end - pos + 1);
+		else
+			memcpy(p, host, end - pos + 1);
+		p += end - pos + 1;
 		pos = end + 1;
-		cur = find(iommu, pos);
 	}
-	if (m && write) {
+	if (write && p != (char *)data) {
+		/* Whatever was written is marked, even the part before a racing unmap. */
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
-			mark_checked(iommu, m, iova, last, CLS_RW);
+			mark_span(iommu, &sp, iova, iova + (uint64_t)(p - (char *)data) - 1,
+				  CLS_RW);
 		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
-			dev_log_mark(dev, iova, len);
+			dev_log_mark(dev, iova, (uint64_t)(p - (char *)data));
 	}
 	rcu_read_unlock();
 	return err;
