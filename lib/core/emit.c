@@ -73,6 +73,11 @@ static void run_add(struct emit_sink *s, uint64_t rp, uint64_t n)
 
 static void emit_word_runs(struct emit_sink *s, uint64_t page_rel, uint64_t w)
 {
+	/* A full word that continues the pending run (a dense report): extend it. */
+	if (w == ~0ull && !s->k && s->run_len && page_rel == s->run_start + s->run_len) {
+		s->run_len += 64;
+		return;
+	}
 	while (w) {
 		unsigned b = ctz64(w);
 		uint64_t rest = ~(w >> b);
