@@ -172,7 +172,8 @@ int dt_iommu_pinned(struct dt_iommu *iommu, struct dt_report *rep);
  */
 int dt_iommu_merge_back(struct dt_iommu *iommu, uint64_t iova, uint64_t length);
 
-/* Merge back every set bit of a bitmap at pgsize granularity (bit 0 = iova). */
+/* Merge back every set bit of a bitmap at pgsize granularity (bit 0 = iova); the bitmap is
+ * read as ceil(nbits / 8) bytes, at any alignment. */
 int dt_iommu_merge_back_bitmap(struct dt_iommu *iommu, uint64_t iova, uint64_t pgsize,
 			       const void *bitmap, uint64_t nbits);
 

@@ -224,10 +224,15 @@ int dt_iommu_merge_back_bitmap(struct dt_iommu *iommu, uint64_t iova, uint64_t p
 	if (nbits > (UINT64_MAX >> shift) || (nbits && iova + (nbits << shift) - 1 < iova))
 		return log_fail(-EOVERFLOW, "dt_iommu_merge_back_bitmap: range wraps");
 	for (uint64_t w = 0; w < words_for_bits(nbits); w++) {
-		uint64_t bits = ubuf_load(bitmap, w);
+		uint64_t bits = 0;
 
-		if (w == nbits / 64)
+		/* The last word may be partial: read only the bytes that hold its bits. */
+		if (w == nbits / 64) {
+			memcpy(&bits, (const char *)bitmap + w * 8, div_round_up(nbits % 64, 8));
 			bits &= mask_range(0, (unsigned)(nbits % 64));
+		} else {
+			bits = ubuf_load(bitmap, w);
+		}
 		while (bits) {
 			unsigned b = ctz64(bits);
 			uint64_t rest = ~(bits >> b);
