@@ -78,6 +78,11 @@ int dt_device_set_unmap_cb(struct dt_device *dev, dt_unmap_cb cb, void *opaque);
 
 enum dt_device_kind dt_device_kind(const struct dt_device *dev);
 
+/* The device is the VMM's own emulation: its dt_dma_rw/dt_dma_log writes are counted in
+ * class "vmm" rather than "dma_rw"/"logged" (same dirty pages, told apart). */
+#define DT_DEVICE_F_VMM (1u << 0)
+int dt_device_set_flags(struct dt_device *dev, uint32_t flags);
+
 /*
  * Pin npage pages from iova (page aligned) with prot PROT_READ|PROT_WRITE. Each page must be
  * in a mapping that allows prot; pages may be in adjacent mappings. Fills vaddrs[i] with the
@@ -127,8 +132,21 @@ struct dt_report_counts {
 	uint64_t dma_rw;   /* written through dt_dma_rw (once) */
 	uint64_t logged;   /* reported through dt_dma_log (once) */
 	uint64_t requeued; /* put back by dt_iommu_merge_back (once) */
+	uint64_t vmm;	   /* written by DT_DEVICE_F_VMM devices (once) */
 	uint64_t whole; /* whole-mapping fallback: unpinned PASSTHROUGH scope, promotion, detach */
 	uint64_t total; /* pages in the output (union of the above, after SKIP_PINNED) */
+};
+
+/* Classes of a report, for struct dt_report.class_bitmap. */
+enum dt_report_class {
+	DT_RC_PINNED,
+	DT_RC_UNPINNED,
+	DT_RC_DMA_RW,
+	DT_RC_LOGGED,
+	DT_RC_REQUEUED,
+	DT_RC_VMM,
+	DT_RC_WHOLE,
+	DT_REPORT_NCLASSES,
 };
 
 /* Called once per run of dirty report pages, in increasing iova order. A non-zero return
@@ -151,6 +169,10 @@ struct dt_report {
 	dt_run_fn run;
 	void *opaque;
 	struct dt_report_counts counts; /* out */
+	/* Optional per-class outputs, container page size only (pgsize 0 or 4096): bit n of
+	 * class_bitmap[c] is page n dirty in class c, whatever SKIP_PINNED says; each at least
+	 * the size of bitmap_size's rule; pointers may alias (bits are OR-ed). */
+	void *class_bitmap[DT_REPORT_NCLASSES];
 };
 
 /*

@@ -69,14 +69,20 @@ static void process(struct harvest_state *h, const struct ring_entry *e)
 			atomic_store_explicit(&src->cls[i]->leaf[w], 0, RELAXED);
 		h->c.cls[i] += popcount64(x);
 		u |= x;
+		if (src->class_out && src->cls_out[i])
+			ubuf_or_at(src->cls_out[i], h->page_rel + w * 64, x);
 	}
 	if (e->pinned) {
 		p = atomic_load_explicit(&src->pinned->leaf[w], RELAXED);
 		h->c.pinned += popcount64(p);
+		if (src->class_out && src->pinned_out)
+			ubuf_or_at(src->pinned_out, h->page_rel + w * 64, p);
 	}
 	if (src->whole) {
 		u = valid_mask(src->npages, w);
 		h->c.whole += popcount64(u);
+		if (src->class_out && src->whole_out)
+			ubuf_or_at(src->whole_out, h->page_rel + w * 64, u);
 	}
 	u = src->skip_pinned ? u & ~p : u | p;
 	h->c.total += popcount64(u);
@@ -213,7 +219,7 @@ static void harvest_top_word(struct harvest_state *h, const struct sbitmap *geom
 	}
 	if (src->whole)
 		tu = valid_mask(geom->nsummary, t);
-	else if (!tp && is_pow2(live)) {
+	else if (!tp && is_pow2(live) && !src->class_out) {
 		harvest_top_single(h, ctz64(live), t, tu);
 		return;
 	}
@@ -267,7 +273,7 @@ void harvest_mapping(const struct harvest_src *src, uint64_t page_rel, struct em
 	const struct sbitmap *geom = src->ncls ? src->cls[0] : src->pinned;
 	struct harvest_state h = {.src = src, .sink = sink, .page_rel = page_rel};
 	h.fast_bitmap = sink->bitmap && !sink->run && !sink->k;
-	h.bulk_ok = h.fast_bitmap && src->take && page_rel % 64 == 0;
+	h.bulk_ok = h.fast_bitmap && src->take && page_rel % 64 == 0 && !src->class_out;
 	for (uint64_t t = 0; t < geom->ntop; t++)
 		harvest_top_word(&h, geom, t);
 	drain(&h);

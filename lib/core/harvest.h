@@ -15,7 +15,7 @@
 #include "core/emit.h"
 #include "core/sbitmap.h"
 
-#define HARVEST_MAX_CLASSES 4
+#define HARVEST_MAX_CLASSES 5
 
 struct harvest_src {
 	struct sbitmap *cls[HARVEST_MAX_CLASSES]; /* one-shot classes, ncls of them, none NULL */
@@ -25,6 +25,11 @@ struct harvest_src {
 	bool skip_pinned;	      /* leave pinned pages out of the output */
 	bool whole;		      /* every page is dirty */
 	uint64_t npages;	      /* all bitmaps have this many bits */
+	/* Optional per-class outputs (container pages, at the sink's page_rel): each class's
+	 * bits are OR-ed in before the union; outputs may alias. */
+	void *cls_out[HARVEST_MAX_CLASSES];
+	void *pinned_out, *whole_out;
+	bool class_out; /* any of them set */
 };
 
 struct harvest_counts {

@@ -61,6 +61,16 @@ enum dt_device_kind dt_device_kind(const struct dt_device *dev)
 	return dev->kind;
 }
 
+int dt_device_set_flags(struct dt_device *dev, uint32_t flags)
+{
+	if (!dev)
+		return log_fail(-EINVAL, "dt_device_set_flags: NULL device");
+	if (flags & ~DT_DEVICE_F_VMM)
+		return log_fail(-EINVAL, "dt_device_set_flags: unknown flags 0x%x", flags);
+	atomic_store(&dev->flags, flags);
+	return 0;
+}
+
 int dt_device_set_unmap_cb(struct dt_device *dev, dt_unmap_cb cb, void *opaque)
 {
 	if (!dev)

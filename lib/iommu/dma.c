@@ -26,6 +26,15 @@ void mark_mapping(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t first_p
 	sbm_set_range(&m->dirty[set][cls], first_page, npages);
 }
 
+/* The class of a device's write: its own unless it is the VMM's emulation. */
+static enum dt_class device_class(const struct dt_device *dev, enum dt_class cls)
+{
+	return atomic_load_explicit(&((struct dt_device *)dev)->flags, memory_order_relaxed) &
+			       DT_DEVICE_F_VMM
+		       ? CLS_VMM
+		       : cls;
+}
+
 static struct dt_mapping *find(struct dt_iommu *iommu, uint64_t iova)
 {
 	struct iova_node *n = iova_tree_find_lockless(&iommu->tree, iova);
@@ -116,7 +125,7 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 	err = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &sp);
 	if (!err) {
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
-			mark_span(iommu, &sp, iova, iova + len - 1, CLS_LOG);
+			mark_span(iommu, &sp, iova, iova + len - 1, device_class(dev, CLS_LOG));
 		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
 			dev_log_mark(dev, iova, len);
 	}
@@ -166,7 +175,7 @@ int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool
 		/* Whatever was written is marked, even the part before a racing unmap. */
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
 			mark_span(iommu, &sp, iova, iova + (uint64_t)(p - (char *)data) - 1,
-				  CLS_RW);
+				  device_class(dev, CLS_RW));
 		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
 			dev_log_mark(dev, iova, (uint64_t)(p - (char *)data));
 	}

@@ -36,7 +36,9 @@
 #define DT_MAX_MAPPINGS	    65535u
 #define DT_MAX_BITMAP_BYTES (1ull << 32) /* 128 TiB of 4 KiB pages per report */
 
-enum dt_class { CLS_UNPIN, CLS_RW, CLS_LOG, CLS_REQUEUE, NCLS };
+/* One-shot classes. CLS_VMM takes the dt_dma_rw/dt_dma_log writes of devices flagged
+ * DT_DEVICE_F_VMM (the VMM's own emulation) instead of CLS_RW/CLS_LOG. */
+enum dt_class { CLS_UNPIN, CLS_RW, CLS_LOG, CLS_REQUEUE, CLS_VMM, NCLS };
 
 struct dt_mapping {
 	/* Hot for the lock-free markers: the tree node, the range, the permissions and the
@@ -57,8 +59,9 @@ struct dev_log;
 struct dt_device {
 	struct dt_iommu *iommu;
 	enum dt_device_kind kind;
-	bool has_pinned;    /* PASSTHROUGH promoted to pinned scope */
-	struct u64map pins; /* pfn -> pin count of this device */
+	bool has_pinned;	/* PASSTHROUGH promoted to pinned scope */
+	_Atomic uint32_t flags; /* DT_DEVICE_F_* */
+	struct u64map pins;	/* pfn -> pin count of this device */
 	dt_unmap_cb unmap_cb;
 	void *unmap_opaque;
 	struct dt_device *next;

@@ -42,6 +42,10 @@ int validate_report(struct dt_iommu *iommu, const struct dt_report *rep, bool pi
 		return log_fail(-EINVAL, "%s: iova 0x%llx / length 0x%llx not aligned", what,
 				(unsigned long long)rep->iova, (unsigned long long)rep->length);
 	nbits = div_round_up(rep->length, pgsize);
+	for (unsigned c = 0; c < DT_REPORT_NCLASSES; c++)
+		if (rep->class_bitmap[c] && (pgsize != DT_PAGE_SIZE || pinned_only))
+			return log_fail(-EINVAL, "%s: class bitmaps need the container page size",
+					what);
 	if (rep->bitmap && rep->bitmap_size < words_for_bits(nbits) * 8)
 		return log_fail(-EINVAL, "%s: bitmap of %llu bytes, %llu needed", what,
 				(unsigned long long)rep->bitmap_size,
@@ -84,6 +88,7 @@ static void counts_store(struct dt_report_counts *out, const struct harvest_coun
 	out->dma_rw = hc->cls[CLS_RW];
 	out->logged = hc->cls[CLS_LOG];
 	out->requeued = hc->cls[CLS_REQUEUE];
+	out->vmm = hc->cls[CLS_VMM];
 	out->pinned = hc->pinned;
 	out->whole = hc->whole;
 	out->total = hc->total;
@@ -101,8 +106,19 @@ static void harvest_one(struct dt_iommu *iommu, struct dt_mapping *m, unsigned s
 				  .whole = whole,
 				  .npages = m->npages};
 
-	for (unsigned c = 0; c < NCLS; c++)
+	static const enum dt_report_class rc_of[NCLS] = {
+		[CLS_UNPIN] = DT_RC_UNPINNED,	[CLS_RW] = DT_RC_DMA_RW, [CLS_LOG] = DT_RC_LOGGED,
+		[CLS_REQUEUE] = DT_RC_REQUEUED, [CLS_VMM] = DT_RC_VMM,
+	};
+
+	for (unsigned c = 0; c < NCLS; c++) {
 		src.cls[c] = &m->dirty[set][c];
+		src.cls_out[c] = rep->class_bitmap[rc_of[c]];
+	}
+	src.pinned_out = rep->class_bitmap[DT_RC_PINNED];
+	src.whole_out = rep->class_bitmap[DT_RC_WHOLE];
+	for (unsigned c = 0; c < DT_REPORT_NCLASSES; c++)
+		src.class_out |= rep->class_bitmap[c] != NULL;
 	harvest_mapping(&src, (m->iova - rep->iova) >> DT_PAGE_SHIFT, sink, hc);
 }
 
