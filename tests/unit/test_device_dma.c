@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/unit/test_device_dma.c - dt_dma_rw and dt_dma_log (SEMANTICS.md sections 2 and 4):
+ * copies across adjacent mappings land at the right host bytes and mark
+ * [iova >> shift, (iova + len - 1) >> shift]; -EINVAL outside the mappings (a hole, len 0),
+ * -EPERM without the mapping's permission, and on any error nothing is copied or marked;
+ * while tracking is off pins, dma_rw and logs succeed and mark nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "helpers.h"
+
+static void test_dma_rw_across_mappings(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *emu = attach(io, DT_DEVICE_EMULATED);
+	uint8_t *a = map_region(io, IOVA_BASE, 2);
+	uint8_t *b = map_region(io, IOVA_BASE + 2 * PG, 1);
+	uint8_t *c = map_region(io, IOVA_BASE + 3 * PG, 3);
+	const uint64_t len = 3 * PG + 200, at = PG + 100; /* pages 1-4 */
+	uint8_t *src = malloc(len), *back = malloc(len);
+
+	assert_non_null(src);
+	assert_non_null(back);
+	for (uint64_t i = 0; i < len; i++)
+		src[i] = (uint8_t)(i * 7 + 3);
+	tracking_start(io);
+	ctx_set("write of %" PRIu64 " bytes at iova +0x%" PRIx64 " across three mappings", len, at);
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + at, src, len, true), 0);
+	EXPECT_EQ(memcmp(a + at, src, PG - 100), 0);
+	EXPECT_EQ(memcmp(b, src + PG - 100, PG), 0);
+	EXPECT_EQ(memcmp(c, src + 2 * PG - 100, PG + 300), 0);
+	EXPECT_EQ(a[at - 1], 0);
+	EXPECT_EQ(c[PG + 300], 0);
+	EXPECT_REPORT(io, IOVA_BASE, 6, "1-4");
+	ctx_set("read back across the same mappings");
+	memset(back, 0, len);
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + at, back, len, false), 0);
+	EXPECT_EQ(memcmp(back, src, len), 0);
+	EXPECT_REPORT(io, IOVA_BASE, 6, "");
+	ctx_set("a one-byte write at the last byte of a mapping");
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 3 * PG - 1, src, 1, true), 0);
+	EXPECT_EQ(b[PG - 1], src[0]);
+	EXPECT_REPORT(io, IOVA_BASE, 6, "2");
+	free(src);
+	free(back);
+}
+
+/* Longer spans than the library keeps at hand: 12 adjacent one-page mappings. */
+static void test_dma_rw_many_mappings(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *emu = attach(io, DT_DEVICE_EMULATED);
+	uint8_t *host[12], *src = malloc(12 * PG), *back = calloc(1, 12 * PG);
+
+	assert_non_null(src);
+	assert_non_null(back);
+	for (unsigned i = 0; i < 12; i++)
+		host[i] = map_region(io, IOVA_BASE + i * PG, 1);
+	for (uint64_t i = 0; i < 12 * PG; i++)
+		src[i] = (uint8_t)(i % 251 + 1);
+	tracking_start(io);
+	ctx_set("write of 11 pages - 2 bytes from byte 1 across 12 one-page mappings");
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 1, src, 11 * PG - 2, true), 0);
+	EXPECT_EQ(host[0][0], 0);
+	for (unsigned i = 0; i < 11; i++) {
+		ctx_set("mapping %u", i);
+		EXPECT_EQ(memcmp(host[i] + (i ? 0 : 1), src + (i ? i * PG - 1 : 0),
+				 i ? (i == 10 ? PG - 1 : PG) : PG - 1),
+			  0);
+	}
+	EXPECT_EQ(host[10][PG - 1], 0);
+	EXPECT_EQ(host[11][0], 0);
+	ctx_set("marks: pages 0-10");
+	EXPECT_REPORT(io, IOVA_BASE, 12, "0-10");
+	ctx_set("read back across the 12 mappings");
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 1, back, 11 * PG - 2, false), 0);
+	EXPECT_EQ(memcmp(back, src, 11 * PG - 2), 0);
+	ctx_set("a log across the 12 mappings");
+	EXPECT_EQ(dt_dma_log(emu, IOVA_BASE + PG + 5, 11 * PG - 5), 0);
+	EXPECT_REPORT(io, IOVA_BASE, 12, "1-11");
+	ctx_set("a write over 12 mappings into a hole: rejected, nothing written or marked");
+	memset(back, 0xee, 12 * PG);
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 2 * PG, back, 11 * PG, true), -EINVAL);
+	EXPECT_EQ(host[2][0], src[2 * PG - 1]);
+	EXPECT_REPORT(io, IOVA_BASE, 12, "");
+	free(src);
+	free(back);
+}
+
+static void test_dma_rw_errnos(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *emu = attach(io, DT_DEVICE_EMULATED);
+	/* RW pages 0-3, hole 4-7, RO 8-9, WO 10-11 */
+	uint8_t *rw = map_region(io, IOVA_BASE, 4);
+	uint8_t *ro = map_region_flags(io, IOVA_BASE + 8 * PG, 2, VFIO_DMA_MAP_FLAG_READ);
+	uint8_t *wo = map_region_flags(io, IOVA_BASE + 10 * PG, 2, VFIO_DMA_MAP_FLAG_WRITE);
+	uint8_t buf[2 * 4096];
+	struct {
+		const char *what;
+		uint64_t iova, len;
+		bool write;
+		int err;
+	} cases[] = {
+		{"write wholly in the hole", IOVA_BASE + 5 * PG, 16, true, -EINVAL},
+		{"read wholly in the hole", IOVA_BASE + 5 * PG, 16, false, -EINVAL},
+		{"write from RW into the hole", IOVA_BASE + 4 * PG - 8, 16, true, -EINVAL},
+		{"write from the hole into RO", IOVA_BASE + 8 * PG - 8, 16, true, -EINVAL},
+		{"write below every mapping", IOVA_BASE - 8, 16, true, -EINVAL},
+		{"write of length 0", IOVA_BASE, 0, true, -EINVAL},
+		{"write to the read-only mapping", IOVA_BASE + 8 * PG, 16, true, -EPERM},
+		{"write across RO into WO", IOVA_BASE + 10 * PG - 8, 16, true, -EPERM},
+		{"read of the write-only mapping", IOVA_BASE + 10 * PG, 16, false, -EPERM},
+		{"read across RO into WO", IOVA_BASE + 10 * PG - 8, 16, false, -EPERM},
+	};
+
+	tracking_start(io);
+	memset(buf, 0x6b, sizeof(buf));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ctx_set("dma_rw: %s", cases[i].what);
+		EXPECT_EQ(dt_dma_rw(emu, cases[i].iova, buf, cases[i].len, cases[i].write),
+			  cases[i].err);
+	}
+	ctx_set("nothing written and nothing marked by the failed calls");
+	for (uint64_t i = 0; i < 4 * PG; i++)
+		EXPECT_EQ(rw[i], 0);
+	for (uint64_t i = 0; i < 2 * PG; i++)
+		EXPECT_EQ(ro[i] | wo[i], 0);
+	EXPECT_REPORT(io, IOVA_BASE, 12, "");
+	ctx_set("what is allowed: read RO, write WO");
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 8 * PG, buf, 16, false), 0);
+	EXPECT_EQ(buf[0], 0);
+	memset(buf, 0x6b, sizeof(buf));
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 11 * PG, buf, 16, true), 0);
+	EXPECT_EQ(wo[PG], 0x6b);
+	EXPECT_REPORT(io, IOVA_BASE, 12, "11");
+}
+
+static void test_dma_log(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+
+	map_region(io, IOVA_BASE, 4);
+	map_region(io, IOVA_BASE + 4 * PG, 4);
+	map_region(io, IOVA_BASE + 12 * PG, 4);
+	tracking_start(io);
+	ctx_set("dma_log errnos");
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 0), -EINVAL);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 9 * PG, PG), -EINVAL);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 6 * PG, 4 * PG), -EINVAL);  /* into the hole */
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 11 * PG, 2 * PG), -EINVAL); /* from the hole */
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 16 * PG), -EINVAL);	  /* over the hole */
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE - 1, 2), -EINVAL);
+	EXPECT_EQ(dt_dma_log(dev, UINT64_MAX - 10, 100), -EINVAL); /* wraps */
+	ctx_set("nothing marked by the failed logs");
+	EXPECT_REPORT(io, IOVA_BASE, 16, "");
+	ctx_set("a log across two adjacent mappings, unaligned bytes");
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 3 * PG + 4000, 200), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 15 * PG + 4095, 1), 0);
+	EXPECT_REPORT(io, IOVA_BASE, 16, "3-4,15");
+	EXPECT_REPORT(io, IOVA_BASE, 16, "");
+}
+
+static void test_tracking_off_marks_nothing(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *emu = attach(io, DT_DEVICE_EMULATED);
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+	uint8_t data[64];
+
+	memset(data, 1, sizeof(data));
+	map_region(io, IOVA_BASE, 16);
+	ctx_set("while tracking is off every call succeeds");
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 2 * PG), 0);
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 3 * PG, data, sizeof(data), true), 0);
+	EXPECT_EQ(dt_dma_rw(dev, IOVA_BASE + 4 * PG, data, sizeof(data), true), 0);
+	EXPECT_EQ(dt_pin_pages(emu, IOVA_BASE + 6 * PG, 1, PROT_READ, NULL), 1);
+	EXPECT_EQ(dt_unpin_pages(emu, IOVA_BASE + 6 * PG, 1), 1);
+	EXPECT_EQ(dt_pin_pages(dev, IOVA_BASE + 8 * PG, 1, PROT_READ, NULL), 1);
+	EXPECT_EQ(dt_iommu_merge_back(io, IOVA_BASE + 10 * PG, PG), 0);
+	ctx_set("and marks nothing: START, then report");
+	tracking_start(io);
+	EXPECT_REPORT(io, IOVA_BASE, 16, "");
+	ctx_set("after a STOP the same calls mark nothing either");
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 12 * PG, PG), 0);
+	EXPECT_EQ(vfio_dirty(io, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 13 * PG, PG), 0);
+	EXPECT_EQ(dt_dma_rw(emu, IOVA_BASE + 14 * PG, data, sizeof(data), true), 0);
+	tracking_start(io);
+	EXPECT_REPORT(io, IOVA_BASE, 16, "");
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		UT(test_dma_rw_across_mappings),
+		UT(test_dma_rw_many_mappings),
+		UT(test_dma_rw_errnos),
+		UT(test_dma_log),
+		UT(test_tracking_off_marks_nothing),
+	};
+
+	return cmocka_run_group_tests_name("device_dma", tests, NULL, NULL);
+}
