@@ -116,6 +116,18 @@ void emit_word(struct emit_sink *s, uint64_t page_rel, uint64_t w)
 		emit_word_runs(s, page_rel, w);
 }
 
+void emit_range(struct emit_sink *s, uint64_t page_rel, uint64_t n)
+{
+	uint64_t first = page_rel >> s->k, last = (page_rel + n - 1) >> s->k;
+
+	if (!n)
+		return;
+	if (s->bitmap)
+		ubuf_set_range(s->bitmap, first, last - first + 1);
+	if (s->run)
+		run_add(s, first, last - first + 1);
+}
+
 int emit_finish(struct emit_sink *s)
 {
 	if (s->run)

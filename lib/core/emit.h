@@ -34,6 +34,8 @@ struct emit_sink {
 
 void emit_init(struct emit_sink *s);
 void emit_word(struct emit_sink *s, uint64_t page_rel, uint64_t w);
+/* Container pages [page_rel, page_rel + n) all dirty. */
+void emit_range(struct emit_sink *s, uint64_t page_rel, uint64_t n);
 /* Flush the pending run; returns the first non-zero run result, or 0. */
 int emit_finish(struct emit_sink *s);
 

@@ -119,22 +119,36 @@ static void push(struct harvest_state *h, const struct ring_entry *e, bool prefe
 }
 
 /*
- * 64 leaf words all dirty in class i alone, output aligned: OR them into the caller's
- * bitmap and zero them in one loop. The bitmap is exclusively ours (take mode), so plain
- * loads and stores, which the compiler may vectorize.
+ * 64 leaf words all dirty in class i alone, output aligned with the leaf words: copy them out
+ * and zero them in one loop (a full block of a runs-only report extends the run at once).
+ * The bitmap is exclusively ours (take mode), so plain loads and stores, which the compiler
+ * may vectorize.
  */
 static void bulk_summary(struct harvest_state *h, unsigned i, uint64_t s)
 {
 	uint64_t *leaf = (uint64_t *)h->src->cls[i]->leaf + s * 64;
-	uint64_t q0 = h->page_rel / 64 + s * 64, n = 0;
+	uint64_t q0 = h->page_rel / 64 + s * 64, n = 0, all = ~0ull;
 	void *out = h->sink->bitmap;
 
 	drain(h);
-	for (unsigned j = 0; j < 64; j++) {
-		uint64_t x = leaf[j];
+	if (h->fast_bitmap) {
+		for (unsigned j = 0; j < 64; j++) {
+			uint64_t x = leaf[j];
 
-		n += popcount64(x);
-		ubuf_or(out, q0 + j, x);
+			n += popcount64(x);
+			ubuf_or(out, q0 + j, x);
+		}
+	} else {
+		for (unsigned j = 0; j < 64; j++) {
+			n += popcount64(leaf[j]);
+			all &= leaf[j];
+		}
+		if (all == ~0ull)
+			emit_range(h->sink, q0 * 64, 4096);
+		else
+			for (unsigned j = 0; j < 64; j++)
+				if (leaf[j])
+					emit(h, s * 64 + j, leaf[j]);
 	}
 	memset(leaf, 0, 64 * sizeof(*leaf));
 	h->c.cls[i] += n;
@@ -146,10 +160,30 @@ static void bulk_summary(struct harvest_state *h, unsigned i, uint64_t s)
  * (clearing the summaries), prefetching each leaf and output word as it is found, then read
  * them in order. Two tight loops instead of the general per-word class juggling.
  */
+/* Read (and in take mode clear) the gathered leaf words of class bitmap b, in order. */
+static void take_words(struct harvest_state *h, unsigned i, const uint64_t *idx, unsigned n)
+{
+	struct sbitmap *b = h->src->cls[i];
+	uint64_t cnt = 0;
+
+	for (unsigned j = 0; j < n; j++) {
+		uint64_t x = atomic_load_explicit(&b->leaf[idx[j]], RELAXED);
+
+		if (!x)
+			continue;
+		if (h->src->take)
+			atomic_store_explicit(&b->leaf[idx[j]], 0, RELAXED);
+		cnt += popcount64(x);
+		emit(h, idx[j], x);
+	}
+	h->c.cls[i] += cnt;
+	h->c.total += cnt;
+}
+
 static void harvest_top_single(struct harvest_state *h, unsigned i, uint64_t t, uint64_t tc)
 {
 	struct sbitmap *b = h->src->cls[i];
-	uint64_t *leaf = (uint64_t *)b->leaf, idx[512], n = 0, cnt = 0;
+	uint64_t idx[512];
 	unsigned nidx = 0;
 
 	drain(h);
@@ -160,44 +194,26 @@ static void harvest_top_single(struct harvest_state *h, unsigned i, uint64_t t, 
 		if (h->src->take)
 			atomic_store_explicit(&b->summary[s], 0, RELAXED);
 		if (h->bulk_ok && sc == ~0ull) {
+			take_words(h, i, idx, nidx); /* in order: what came before goes first */
+			nidx = 0;
 			bulk_summary(h, i, s);
 			continue;
 		}
 		for (; sc; sc &= sc - 1) {
 			uint64_t w = s * 64 + ctz64(sc);
 
-			__builtin_prefetch(&leaf[w], 1);
+			__builtin_prefetch((const void *)&b->leaf[w], 1);
 			if (h->fast_bitmap)
 				__builtin_prefetch(
 					(char *)h->sink->bitmap + (h->page_rel + w * 64) / 8, 1);
 			idx[nidx++] = w;
-			if (nidx < sizeof(idx) / sizeof(idx[0]))
-				continue;
-			for (unsigned j = 0; j < nidx; j++) {
-				uint64_t x = atomic_load_explicit(&b->leaf[idx[j]], RELAXED);
-
-				if (h->src->take)
-					atomic_store_explicit(&b->leaf[idx[j]], 0, RELAXED);
-				n = popcount64(x);
-				cnt += n;
-				if (n)
-					emit(h, idx[j], x);
+			if (nidx == sizeof(idx) / sizeof(idx[0])) {
+				take_words(h, i, idx, nidx);
+				nidx = 0;
 			}
-			nidx = 0;
 		}
 	}
-	for (unsigned j = 0; j < nidx; j++) {
-		uint64_t x = atomic_load_explicit(&b->leaf[idx[j]], RELAXED);
-
-		if (h->src->take)
-			atomic_store_explicit(&b->leaf[idx[j]], 0, RELAXED);
-		n = popcount64(x);
-		cnt += n;
-		if (n)
-			emit(h, idx[j], x);
-	}
-	h->c.cls[i] += cnt;
-	h->c.total += cnt;
+	take_words(h, i, idx, nidx);
 	if (h->src->take)
 		atomic_store_explicit(&b->top[t], 0, RELAXED);
 }
@@ -273,7 +289,7 @@ void harvest_mapping(const struct harvest_src *src, uint64_t page_rel, struct em
 	const struct sbitmap *geom = src->ncls ? src->cls[0] : src->pinned;
 	struct harvest_state h = {.src = src, .sink = sink, .page_rel = page_rel};
 	h.fast_bitmap = sink->bitmap && !sink->run && !sink->k;
-	h.bulk_ok = h.fast_bitmap && src->take && page_rel % 64 == 0 && !src->class_out;
+	h.bulk_ok = src->take && page_rel % 64 == 0 && !src->class_out && !sink->k;
 	for (uint64_t t = 0; t < geom->ntop; t++)
 		harvest_top_word(&h, geom, t);
 	drain(&h);
