@@ -7,6 +7,7 @@
 
 #include <dirtytrack/log.h>
 #include <dirtytrack/iommu.h>
+#include <dirtytrack/track.h>
 
 #define DT_VERSION_MAJOR 0
 #define DT_VERSION_MINOR 1
