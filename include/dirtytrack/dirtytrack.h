@@ -8,6 +8,8 @@
 #include <dirtytrack/log.h>
 #include <dirtytrack/iommu.h>
 #include <dirtytrack/track.h>
+#include <dirtytrack/transport.h>
+#include <dirtytrack/migrate.h>
 
 #define DT_VERSION_MAJOR 0
 #define DT_VERSION_MINOR 1

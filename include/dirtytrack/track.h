@@ -138,6 +138,9 @@ struct dt_dirty_set;
 
 struct dt_dirty_set *dt_dirty_set_new(const struct dt_dirty_set_opts *opts);
 void dt_dirty_set_free(struct dt_dirty_set *set);
+/* The address space of the set: [base, base + length). */
+uint64_t dt_dirty_set_base(const struct dt_dirty_set *set);
+uint64_t dt_dirty_set_length(const struct dt_dirty_set *set);
 
 /* Add a source (class CPU), or a container whose iova_base is the set's base: address a of
  * the set is iova (a - base + iova_base) of the container. The set does not own them. */

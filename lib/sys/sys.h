@@ -34,4 +34,60 @@ int sys_userfaultfd(int flags);
 void sys_fail_nth(unsigned long n);
 int sys_should_fail(void);
 
+/* ---- sockets and waiting (lib/sys/net.c), for lib/transport --------------------------------
+ *
+ * Same rules as above: a negative errno on failure, EINTR retried, each call (but close and
+ * shutdown, which tear down) fault-injectable through sys_fail_nth(). Sends never raise
+ * SIGPIPE (MSG_NOSIGNAL): a closed peer gives -EPIPE. New descriptors are close-on-exec.
+ */
+struct sockaddr;
+struct msghdr;
+struct pollfd;
+struct addrinfo;
+struct iovec;
+
+int sys_socket(int domain, int type, int protocol);
+int sys_bind(int fd, const struct sockaddr *addr, unsigned addrlen);
+int sys_listen(int fd, int backlog);
+/* accept4(); flags as accept4's (SOCK_CLOEXEC is always added). */
+int sys_accept(int fd, int flags);
+/* Not retried on EINTR: the connection then proceeds asynchronously, reported as -EINPROGRESS
+ * so the caller waits for writability and reads SO_ERROR, as after a non-blocking connect. */
+int sys_connect(int fd, const struct sockaddr *addr, unsigned addrlen);
+int sys_shutdown(int fd, int how);
+int sys_setsockopt(int fd, int level, int name, const void *val, unsigned len);
+int sys_getsockopt(int fd, int level, int name, void *val, unsigned *len);
+int sys_getsockname(int fd, struct sockaddr *addr, unsigned *len);
+/* Bytes moved (> 0 for a non-empty request), 0 at end of stream on receive. */
+int64_t sys_sendmsg(int fd, const struct msghdr *msg, int flags);
+int64_t sys_recv(int fd, void *buf, size_t len, int flags);
+int64_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
+/* Set or clear O_NONBLOCK. */
+int sys_set_nonblock(int fd, int on);
+/* An eventfd (counter 0, close-on-exec, non-blocking), used to wake a poll; sys_eventfd_wake()
+ * makes it readable for good (not injectable: it runs on the shutdown path). */
+int sys_eventfd(void);
+int sys_eventfd_wake(int fd);
+/* getaddrinfo() with its EAI_* codes turned into errnos: an unknown host -ENXIO, a temporary
+ * failure -EAGAIN, bad hints -EINVAL, out of memory -ENOMEM. *res freed by freeaddrinfo(). */
+int sys_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+		    struct addrinfo **res);
+
+/* CLOCK_MONOTONIC in ns; never fails, not injectable (it is not a real system call). */
+uint64_t sys_monotonic_ns(void);
+#define SYS_NO_DEADLINE UINT64_MAX
+/* A deadline timeout_ms from now; timeout_ms < 0: SYS_NO_DEADLINE. */
+uint64_t sys_deadline_ms(int timeout_ms);
+/* poll() until deadline (a sys_monotonic_ns() value, or SYS_NO_DEADLINE): the number of
+ * ready fds, 0 when the deadline passed. An EINTR waits again for the time that is left. */
+int sys_poll_until(struct pollfd *fds, unsigned nfds, uint64_t deadline);
+/* Sleep until deadline or for at most max_ms, whichever comes first. */
+void sys_sleep_until(uint64_t deadline, int max_ms);
+
+/* The file-system side of UNIX sockets. */
+/* The st_mode, device and inode of path, not following a symlink (lstat). */
+int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino);
+int sys_unlink(const char *path);
+int sys_chmod(const char *path, uint32_t mode);
+
 #endif

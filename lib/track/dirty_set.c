@@ -83,6 +83,16 @@ void dt_dirty_set_free(struct dt_dirty_set *set)
 	xfree(set);
 }
 
+uint64_t dt_dirty_set_base(const struct dt_dirty_set *set)
+{
+	return set ? set->base : 0;
+}
+
+uint64_t dt_dirty_set_length(const struct dt_dirty_set *set)
+{
+	return set ? set->length : 0;
+}
+
 int dt_dirty_set_add_source(struct dt_dirty_set *set, struct dt_source *src)
 {
 	struct dt_source **p;

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate/dest.c - the receiving side of a migration.
+ *
+ * Reads HELLO (answers with the features it accepts), LAYOUT (checked against the caller's
+ * memory, or mapped here), then rounds of PAGES, the DEVICE states and END. Every record is
+ * validated by the wire decoder (bounds, checksums) before anything is applied. At END the
+ * destination checks the page count, that every device state arrived, and the digest of its
+ * whole memory against the source's; only then does it ACK. Any failure is answered with
+ * an ERROR record (best effort) so the source can tell the user why.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <dirtytrack/migrate.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "migrate/memory.h"
+#include "migrate/wire.h"
+#include "sys/sys.h"
+
+struct mdst {
+	const struct dt_migrate_dest_opts *o;
+	struct dt_migrate_dest_result *res;
+	struct wire_reader r;
+	struct wire_writer w;
+	struct mig_memory mem;
+	struct wire_layout layout;
+	uint32_t page_size;
+	bool *loaded; /* per device of opts */
+};
+
+/* Map anonymous memory for the stream's layout; the result owns it. */
+static int map_layout(struct mdst *d, const struct wire_layout *l)
+{
+	struct dt_region *regs = xcalloc(l->count, sizeof(*regs));
+	int ret = 0;
+
+	if (!regs)
+		return -ENOMEM;
+	d->res->regions = regs;
+	for (uint32_t i = 0; i < l->count && !ret; i++) {
+		regs[i].addr = l->regions[i].addr;
+		regs[i].size = l->regions[i].size;
+		regs[i].host = sys_mmap(NULL, l->regions[i].size, PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &ret);
+		if (!ret)
+			d->res->nregions = i + 1;
+	}
+	if (ret)
+		return log_fail(ret, "dt_migrate_dest: cannot map the memory of the layout (%d)",
+				ret);
+	return mig_memory_init(&d->mem, regs, l->count, 0, 0, "dt_migrate_dest");
+}
+
+static int take_layout(struct mdst *d, const struct wire_layout *l)
+{
+	int ret;
+
+	if (!d->o->regions)
+		ret = map_layout(d, l);
+	else
+		ret = mig_memory_init(&d->mem, d->o->regions, d->o->nregions, 0, 0,
+				      "dt_migrate_dest");
+	if (ret)
+		return ret;
+	if (d->mem.count != l->count)
+		return log_fail(-EPROTO, "dt_migrate_dest: the stream has %u regions, we have %u",
+				l->count, d->mem.count);
+	for (uint32_t i = 0; i < l->count; i++)
+		if (d->mem.regions[i].addr != l->regions[i].addr ||
+		    d->mem.regions[i].size != l->regions[i].size)
+			return log_fail(
+				-EPROTO,
+				"dt_migrate_dest: stream region [0x%llx, +0x%llx) is not ours [0x%llx, +0x%llx)",
+				(unsigned long long)l->regions[i].addr,
+				(unsigned long long)l->regions[i].size,
+				(unsigned long long)d->mem.regions[i].addr,
+				(unsigned long long)d->mem.regions[i].size);
+	/* wire_layout_locate() searches the layout: keep our sorted copy of it. */
+	d->layout.regions = d->mem.regions;
+	d->layout.count = d->mem.count;
+	return 0;
+}
+
+static int apply_pages(struct mdst *d, const struct wire_pages *p)
+{
+	const uint8_t *data = p->data;
+
+	for (uint32_t i = 0; i < p->nruns; i++) {
+		const struct wire_run *run = &p->runs[i];
+		uint64_t off, len = (uint64_t)run->count * d->page_size;
+		uint32_t reg;
+		char *dst;
+
+		if (wire_layout_locate(&d->layout, d->page_size, run->first, run->count, &reg,
+				       &off))
+			return log_fail(-EPROTO,
+					"dt_migrate_dest: pages [%llu, +%u) lie outside the layout",
+					(unsigned long long)run->first, run->count);
+		dst = (char *)d->mem.host[reg] + off;
+		if (!(run->flags & WIRE_RUN_ZERO)) {
+			memcpy(dst, data, len);
+			data += len;
+			continue;
+		}
+		/* Zero pages: test before writing, so never-touched memory stays unpopulated. */
+		for (uint64_t o = 0; o < len; o += d->page_size)
+			if (!wire_page_is_zero(dst + o, d->page_size))
+				memset(dst + o, 0, d->page_size);
+	}
+	d->res->pages_received += p->pages;
+	d->res->zero_pages += p->zero_pages;
+	return 0;
+}
+
+static int load_device(struct mdst *d, const struct wire_device *dev)
+{
+	for (unsigned i = 0; i < d->o->ndevices; i++) {
+		const struct dt_migrate_device *md = &d->o->devices[i];
+		int ret;
+
+		if (strcmp(md->name, dev->name))
+			continue;
+		if (d->loaded[i])
+			return log_fail(-EPROTO, "dt_migrate_dest: device %s sent twice",
+					dev->name);
+		ret = md->load(md->opaque, dev->state, dev->state_len);
+		if (ret)
+			return log_fail(ret < 0 ? ret : -ECANCELED,
+					"dt_migrate_dest: device %s refused its state (%d)",
+					dev->name, ret);
+		d->loaded[i] = true;
+		d->res->ndevices_loaded++;
+		return 0;
+	}
+	return log_fail(-ENOENT, "dt_migrate_dest: state for device %s, which we do not have",
+			dev->name);
+}
+
+static int finish(struct mdst *d, const struct wire_end *end)
+{
+	uint64_t digest;
+	int ret = wire_digest_regions(d->mem.regions, d->mem.host, d->mem.count, &digest);
+
+	if (ret)
+		return ret;
+	d->res->digest = digest;
+	if (end->pages != d->res->pages_received)
+		return log_fail(-EPROTO, "dt_migrate_dest: END counts %llu pages, we got %llu",
+				(unsigned long long)end->pages,
+				(unsigned long long)d->res->pages_received);
+	if (end->ndevices != d->res->ndevices_loaded)
+		return log_fail(-EPROTO, "dt_migrate_dest: END counts %u device states, we got %u",
+				end->ndevices, d->res->ndevices_loaded);
+	if (end->digest != digest)
+		return log_fail(
+			-EPROTO,
+			"dt_migrate_dest: memory digest %016llx differs from the source's %016llx",
+			(unsigned long long)digest, (unsigned long long)end->digest);
+	return wire_send_ack(&d->w, 0, digest);
+}
+
+/* After HELLO and LAYOUT: records until END. */
+static int receive(struct mdst *d)
+{
+	struct wire_msg m;
+	int ret;
+
+	for (;;) {
+		ret = wire_read(&d->r, &m);
+		if (ret)
+			return ret;
+		switch (m.type) {
+		case WIRE_ROUND:
+			if (m.round.round + 1 > d->res->rounds)
+				d->res->rounds = m.round.round + 1;
+			break;
+		case WIRE_PAGES:
+			ret = apply_pages(d, &m.pages);
+			break;
+		case WIRE_DEVICE:
+			ret = load_device(d, &m.device);
+			break;
+		case WIRE_PING:
+			ret = wire_send_pong(&d->w, m.ping);
+			break;
+		case WIRE_END:
+			return finish(d, &m.end);
+		case WIRE_ERROR:
+			log_err("dt_migrate_dest: the source ended the migration: %s (%d)",
+				m.error.msg, m.error.err);
+			return -ECANCELED;
+		default:
+			return log_fail(-EPROTO, "dt_migrate_dest: unexpected %s record",
+					wire_type_name(m.type));
+		}
+		if (ret)
+			return ret;
+	}
+}
+
+static int handshake(struct mdst *d)
+{
+	struct wire_msg m;
+	uint32_t features;
+	int ret = wire_read(&d->r, &m);
+
+	if (ret)
+		return ret;
+	if (m.type != WIRE_HELLO)
+		return log_fail(-EPROTO, "dt_migrate_dest: the stream starts with %s, not HELLO",
+				wire_type_name(m.type));
+	features = m.hello.features & WIRE_F_ALL;
+	d->page_size = m.hello.page_size;
+	wire_writer_set_features(&d->w, features);
+	ret = wire_send_hello(&d->w, d->page_size);
+	if (ret)
+		return ret;
+	wire_reader_set_features(&d->r, features);
+	ret = wire_read(&d->r, &m);
+	if (ret)
+		return ret;
+	if (m.type != WIRE_LAYOUT)
+		return log_fail(-EPROTO, "dt_migrate_dest: expected LAYOUT, got %s",
+				wire_type_name(m.type));
+	return take_layout(d, &m.layout);
+}
+
+static int check_opts(const struct dt_migrate_dest_opts *o)
+{
+	if (!o || o->size < sizeof(*o) || !o->transport)
+		return log_fail(-EINVAL, "dt_migrate_dest: size and transport are required");
+	if ((o->ndevices && !o->devices) || (o->nregions && !o->regions) ||
+	    (o->regions && !o->nregions))
+		return log_fail(-EINVAL, "dt_migrate_dest: a count without its array");
+	for (unsigned i = 0; i < o->ndevices; i++)
+		if (!o->devices[i].name || !o->devices[i].load)
+			return log_fail(-EINVAL, "dt_migrate_dest: device %u needs a name and load",
+					i);
+	return 0;
+}
+
+int dt_migrate_dest(const struct dt_migrate_dest_opts *opts, struct dt_migrate_dest_result *res)
+{
+	struct dt_migrate_dest_result dummy;
+	struct mdst d = {.o = opts, .res = res ? res : &dummy};
+	int ret = check_opts(opts);
+
+	memset(d.res, 0, sizeof(*d.res));
+	if (ret)
+		return ret;
+	d.loaded = xcalloc(opts->ndevices + 1, sizeof(bool));
+	ret = d.loaded ? wire_reader_init(&d.r, opts->transport, 0) : -ENOMEM;
+	if (!ret)
+		ret = wire_writer_init(&d.w, opts->transport, WIRE_F_ALL);
+	if (!ret)
+		ret = handshake(&d);
+	if (!ret)
+		ret = receive(&d);
+	if (ret && ret != -EPIPE && ret != -ECONNRESET && ret != -ECANCELED)
+		wire_send_error(&d.w, ret, "the destination refused the stream (see its log)");
+	d.res->bytes_received = d.r.bytes;
+	wire_reader_fini(&d.r);
+	wire_writer_fini(&d.w);
+	mig_memory_fini(&d.mem);
+	xfree(d.loaded);
+	if (!res) /* nobody to hand mapped memory to */
+		dt_migrate_dest_result_release(&dummy);
+	return ret;
+}
+
+void dt_migrate_dest_result_release(struct dt_migrate_dest_result *res)
+{
+	if (!res || !res->regions)
+		return;
+	for (unsigned i = 0; i < res->nregions; i++)
+		sys_munmap(res->regions[i].host, res->regions[i].size);
+	xfree(res->regions);
+	res->regions = NULL;
+	res->nregions = 0;
+}

@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate/policy.c - the pre-copy policy: the stats of every round in, one decision out.
+ *
+ * Owns dt_policy_defaults() and dt_policy_decide(). The decision after the harvest of round
+ * n - 1 is made from three estimates, each a function of rounds[0..n-1] only:
+ *
+ *   bandwidth   a smoothed goodput of the rounds already sent (or the caller's override);
+ *   verdict     the trend of the dirty counts of rounds >= 1 (a least-squares slope over
+ *               the last TREND_ROUNDS, relative to their mean), vetoed by the ratio of the
+ *               dirty rate to the bandwidth (a link that cannot drain the dirtying makes no
+ *               progress whatever the counts did lately);
+ *   downtime    (dirty pages now + deferred pinned pages) x page size + device state, over
+ *               the bandwidth, plus the fixed switchover cost.
+ *
+ * Then: switch over when the downtime fits; else ask the caller (the engine gives up without
+ * a callback) past the round cap, the byte cap, or after stall_rounds consecutive verdicts
+ * STALLED or DIVERGING; else another round. docs/policy.md has the math and the reasons for
+ * the thresholds.
+ *
+ * Invariants: pure. No I/O but the error log, no clock, no state: earlier verdicts are
+ * recomputed from the prefixes of rounds[], never read from the fields the engine records,
+ * so a trace replays to the same decisions. Doubles are formatted without printf's %f,
+ * which would follow the process's locale.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <dirtytrack/migrate.h>
+
+#include "core/log.h"
+
+#define DEFAULT_MAX_DOWNTIME_NS	 300000000ull
+#define DEFAULT_MAX_ROUNDS	 30u
+#define DEFAULT_MAX_BYTES_FACTOR 3.0
+#define DEFAULT_STALL_ROUNDS	 3u
+
+/* Dirty counts of rounds >= 1 in the least-squares fit. */
+#define TREND_ROUNDS 4u
+/* A relative slope beyond +-5 % of the mean per round is a trend; within it, flat. */
+#define SLOPE_CLEAR 0.05
+/* Dirty rate / link rate from which a round cannot gain on the dirtying (stalled)... */
+#define RATIO_STALL 0.95
+/* ...and from which, with a single post-round-0 count, the counts are bound to rise. */
+#define RATIO_DIVERGE 1.05
+
+/* Bandwidth: rounds weigh BW_DECAY^age, scaled down below BW_TRUSTED_BYTES sent. */
+#define BW_DECAY	 0.5
+#define BW_ROUNDS	 8u
+#define BW_TRUSTED_BYTES (1u << 20)
+
+#define NS_PER_S	 1e9
+
+struct policy_eff {
+	uint64_t max_downtime_ns;
+	uint32_t max_rounds;
+	double max_bytes_factor;
+	double bandwidth_override;
+	uint64_t fixed_cost_ns;
+	uint32_t stall_rounds;
+	bool defer_pinned;
+};
+
+/* What a prefix of the rounds says, before the decision. */
+struct assessment {
+	enum dt_verdict verdict;
+	double slope;	   /* pages per round, per round */
+	double rel_slope;  /* slope / mean count */
+	double dirty_rate; /* pages per second during the previous round; 0 unknown */
+	double bandwidth;  /* bytes per second; 0 unknown */
+	double link_ratio; /* dirty_rate x page size / bandwidth; 0 unknown */
+};
+
+/* A caller of an older, shorter struct dt_policy set only the fields inside its size. */
+#define POLICY_HAS(p, f)                                                                           \
+	((p)->size == 0 || (p)->size >= offsetof(struct dt_policy, f) + sizeof((p)->f))
+
+void dt_policy_defaults(struct dt_policy *p)
+{
+	if (!p)
+		return;
+	if (!p->size)
+		p->size = sizeof(*p);
+	if (POLICY_HAS(p, max_downtime_ns) && !p->max_downtime_ns)
+		p->max_downtime_ns = DEFAULT_MAX_DOWNTIME_NS;
+	if (POLICY_HAS(p, max_rounds) && !p->max_rounds)
+		p->max_rounds = DEFAULT_MAX_ROUNDS;
+	if (POLICY_HAS(p, max_bytes_factor) && p->max_bytes_factor == 0)
+		p->max_bytes_factor = DEFAULT_MAX_BYTES_FACTOR;
+	if (POLICY_HAS(p, stall_rounds) && !p->stall_rounds)
+		p->stall_rounds = DEFAULT_STALL_ROUNDS;
+}
+
+static int policy_resolve(const struct dt_policy *p, struct policy_eff *e)
+{
+	struct dt_policy d = {.size = sizeof(d)};
+
+	if (POLICY_HAS(p, max_downtime_ns))
+		d.max_downtime_ns = p->max_downtime_ns;
+	if (POLICY_HAS(p, max_rounds))
+		d.max_rounds = p->max_rounds;
+	if (POLICY_HAS(p, max_bytes_factor))
+		d.max_bytes_factor = p->max_bytes_factor;
+	if (POLICY_HAS(p, bandwidth_override))
+		d.bandwidth_override = p->bandwidth_override;
+	if (POLICY_HAS(p, fixed_cost_ns))
+		d.fixed_cost_ns = p->fixed_cost_ns;
+	if (POLICY_HAS(p, stall_rounds))
+		d.stall_rounds = p->stall_rounds;
+	if (POLICY_HAS(p, no_defer_pinned))
+		d.no_defer_pinned = p->no_defer_pinned;
+	if (!isfinite(d.max_bytes_factor) || d.max_bytes_factor < 0 ||
+	    !isfinite(d.bandwidth_override) || d.bandwidth_override < 0)
+		return log_fail(-EINVAL,
+				"dt_policy_decide: max_bytes_factor and bandwidth_override must be "
+				"finite and >= 0");
+	dt_policy_defaults(&d);
+	*e = (struct policy_eff){
+		.max_downtime_ns = d.max_downtime_ns,
+		.max_rounds = d.max_rounds,
+		.max_bytes_factor = d.max_bytes_factor,
+		.bandwidth_override = d.bandwidth_override,
+		.fixed_cost_ns = d.fixed_cost_ns,
+		.stall_rounds = d.stall_rounds,
+		.defer_pinned = !d.no_defer_pinned,
+	};
+	return 0;
+}
+
+static int check_rounds(const struct dt_round_stats *r, unsigned n)
+{
+	uint32_t ps = r[0].page_size;
+	uint64_t mem = r[0].memory_bytes, mem_pages;
+
+	if (!ps || (ps & (ps - 1)))
+		return log_fail(-EINVAL, "dt_policy_decide: page size %u is not a power of two",
+				ps);
+	if (!mem)
+		return log_fail(-EINVAL, "dt_policy_decide: memory_bytes is 0");
+	mem_pages = mem / ps + (mem % ps != 0);
+	for (unsigned i = 0; i < n; i++) {
+		const struct dt_round_stats *s = &r[i];
+
+		if (s->round != i)
+			return log_fail(-EINVAL, "dt_policy_decide: rounds[%u] is round %u", i,
+					s->round);
+		if (s->page_size != ps || s->memory_bytes != mem)
+			return log_fail(-EINVAL,
+					"dt_policy_decide: round %u: page size %u or memory %llu "
+					"differs from round 0's",
+					i, s->page_size, (unsigned long long)s->memory_bytes);
+		if (s->dirty_pages > mem_pages || s->pinned_pages > mem_pages)
+			return log_fail(-EINVAL,
+					"dt_policy_decide: round %u: %llu dirty, %llu pinned pages "
+					"of %llu",
+					i, (unsigned long long)s->dirty_pages,
+					(unsigned long long)s->pinned_pages,
+					(unsigned long long)mem_pages);
+		if (i + 1 == n)
+			break; /* the newest round: not sent yet, its send fields are not read */
+		if (i && s->total_bytes < r[i - 1].total_bytes)
+			return log_fail(-EINVAL, "dt_policy_decide: round %u: total_bytes fell", i);
+		if (s->zero_pages > s->sent_pages || (s->round_ns && s->send_ns > s->round_ns))
+			return log_fail(-EINVAL,
+					"dt_policy_decide: round %u: more zero pages than pages "
+					"sent, or send_ns > round_ns",
+					i);
+	}
+	return 0;
+}
+
+/*
+ * Goodput of the rounds sent so far (all but rounds[n - 1]), a weighted harmonic mean: the
+ * weight of a round halves with each round of age and is scaled down for rounds that sent
+ * less than BW_TRUSTED_BYTES (timing a few pages is noise). The harmonic mean averages the
+ * cost per byte, which is what the downtime prediction multiplies. 0: nothing measured.
+ */
+static double smoothed_goodput(const struct dt_round_stats *r, unsigned n)
+{
+	double weight = 1, wsum = 0, ns_per_byte = 0;
+
+	for (unsigned i = n - 1, age = 0; i-- > 0 && age < BW_ROUNDS; age++, weight *= BW_DECAY) {
+		double bytes = (double)r[i].sent_bytes, trust;
+
+		if (!r[i].sent_bytes || !r[i].send_ns)
+			continue;
+		trust = bytes < BW_TRUSTED_BYTES ? bytes / BW_TRUSTED_BYTES : 1.0;
+		wsum += weight * trust;
+		ns_per_byte += weight * trust * ((double)r[i].send_ns / bytes);
+	}
+	return wsum > 0 ? NS_PER_S * wsum / ns_per_byte : 0;
+}
+
+/* Least squares over the counts of rounds max(1, m - TREND_ROUNDS) .. m - 1 (m >= 3). */
+static void fit_trend(const struct dt_round_stats *r, unsigned m, struct assessment *a)
+{
+	unsigned first = m > TREND_ROUNDS + 1 ? m - TREND_ROUNDS : 1, k = m - first;
+	double xmean = (k - 1) / 2.0, ymean = 0, sxy = 0, sxx = 0;
+
+	for (unsigned i = 0; i < k; i++)
+		ymean += (double)r[first + i].dirty_pages;
+	ymean /= k;
+	for (unsigned i = 0; i < k; i++) {
+		sxy += (i - xmean) * ((double)r[first + i].dirty_pages - ymean);
+		sxx += (i - xmean) * (i - xmean);
+	}
+	a->slope = sxy / sxx;
+	a->rel_slope = ymean > 0 ? a->slope / ymean : 0;
+}
+
+/* The estimates after the harvest of round m - 1, from rounds[0..m-1] only. */
+static void assess(const struct policy_eff *p, const struct dt_round_stats *r, unsigned m,
+		   struct assessment *a)
+{
+	bool ratio_known;
+
+	memset(a, 0, sizeof(*a));
+	a->bandwidth = p->bandwidth_override > 0 ? p->bandwidth_override : smoothed_goodput(r, m);
+	if (m < 2)
+		return; /* UNKNOWN: round 0 only */
+	if (r[m - 2].round_ns)
+		a->dirty_rate = (double)r[m - 1].dirty_pages * NS_PER_S / (double)r[m - 2].round_ns;
+	ratio_known = a->bandwidth > 0 && r[m - 2].round_ns;
+	if (ratio_known)
+		a->link_ratio = a->dirty_rate * r[m - 1].page_size / a->bandwidth;
+	if (m == 2) {
+		/* One count, no trend. A link ratio >= 1 is reliable (a working set that saturates
+		 * only lowers the measured rate); a low one proves nothing. */
+		if (ratio_known && a->link_ratio >= RATIO_DIVERGE)
+			a->verdict = DT_VERDICT_DIVERGING;
+		else if (ratio_known && a->link_ratio >= RATIO_STALL)
+			a->verdict = DT_VERDICT_STALLED;
+		return;
+	}
+	fit_trend(r, m, a);
+	if (a->rel_slope >= SLOPE_CLEAR)
+		a->verdict = DT_VERDICT_DIVERGING;
+	else if (a->rel_slope <= -SLOPE_CLEAR && !(ratio_known && a->link_ratio >= RATIO_STALL))
+		a->verdict = DT_VERDICT_CONVERGING;
+	else
+		a->verdict = DT_VERDICT_STALLED; /* flat (even at 0), or the link cannot drain */
+}
+
+/* Consecutive prefixes, ending with m = n, whose verdict is STALLED or DIVERGING. */
+static uint32_t not_converging_streak(const struct policy_eff *p, const struct dt_round_stats *r,
+				      unsigned n, enum dt_verdict newest)
+{
+	uint32_t streak = 0;
+	struct assessment a = {.verdict = newest};
+
+	for (unsigned m = n; m >= 2 && streak < p->stall_rounds; m--) {
+		if (m != n)
+			assess(p, r, m, &a);
+		if (a.verdict != DT_VERDICT_STALLED && a.verdict != DT_VERDICT_DIVERGING)
+			break;
+		streak++;
+	}
+	return streak;
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t predict_downtime(const struct policy_eff *p, const struct dt_round_stats *s,
+				 double bandwidth)
+{
+	uint64_t pages = s->dirty_pages + (p->defer_pinned ? s->pinned_pages : 0);
+	uint64_t fixed = p->fixed_cost_ns ? p->fixed_cost_ns : s->fixed_cost_ns;
+	double transfer_ns;
+
+	if (!(bandwidth > 0))
+		return UINT64_MAX;
+	transfer_ns =
+		((double)pages * s->page_size + (double)s->device_bytes) * NS_PER_S / bandwidth;
+	if (!(transfer_ns < 0x1p64))
+		return UINT64_MAX;
+	return sat_add((uint64_t)transfer_ns + ((double)(uint64_t)transfer_ns < transfer_ns),
+		       fixed);
+}
+
+/* x (>= 0) with one decimal, whatever the locale: "12.3"; "inf" past 2^53. No libm. */
+static const char *dec1(char *buf, size_t len, double x)
+{
+	uint64_t tenths;
+
+	if (!(x >= 0 && x < 0x1p50)) {
+		snprintf(buf, len, "inf");
+		return buf;
+	}
+	tenths = (uint64_t)(x * 10 + 0.5);
+	snprintf(buf, len, "%llu.%llu", (unsigned long long)(tenths / 10),
+		 (unsigned long long)(tenths % 10));
+	return buf;
+}
+
+#define MS(ns)	 dec1((char[32]){0}, 32, (ns) == UINT64_MAX ? INFINITY : (double)(ns) / 1e6)
+#define MBPS(bw) dec1((char[32]){0}, 32, (bw) / 1e6)
+#define PCT(x)	 dec1((char[32]){0}, 32, ((x) < 0 ? -(x) : (x)) * 100)
+
+static void explain(struct dt_policy_out *out, const struct policy_eff *p,
+		    const struct dt_round_stats *r, unsigned n, const struct assessment *a,
+		    const char *ask_why)
+{
+	const struct dt_round_stats *s = &r[n - 1];
+	char *b = out->reason;
+	size_t len = sizeof(out->reason);
+
+	switch (out->decision) {
+	case DT_DECISION_SWITCHOVER:
+		snprintf(
+			b, len,
+			"predicted %s ms <= %s ms: %llu pages + %llu pinned + %llu B dev at %s MB/s",
+			MS(out->predicted_downtime_ns), MS(p->max_downtime_ns),
+			(unsigned long long)s->dirty_pages,
+			(unsigned long long)(p->defer_pinned ? s->pinned_pages : 0),
+			(unsigned long long)s->device_bytes, MBPS(a->bandwidth));
+		break;
+	case DT_DECISION_ASK:
+		snprintf(b, len, "%s; predicted %s ms > %s ms", ask_why,
+			 MS(out->predicted_downtime_ns), MS(p->max_downtime_ns));
+		break;
+	default:
+		if (n == 1 && out->predicted_downtime_ns == UINT64_MAX)
+			snprintf(b, len, "round 0: the full pass goes first");
+		else if (n == 1)
+			snprintf(b, len, "round 0: the full pass goes first (predicted %s ms)",
+				 MS(out->predicted_downtime_ns));
+		else if (!(a->bandwidth > 0))
+			snprintf(b, len, "no bandwidth measured yet (%llu pages dirty)",
+				 (unsigned long long)s->dirty_pages);
+		else
+			snprintf(
+				b, len,
+				"predicted %s ms > %s ms: %llu pages at %s MB/s; %s (%s%s %%/round, "
+				"dirty/link %s %%)",
+				MS(out->predicted_downtime_ns), MS(p->max_downtime_ns),
+				(unsigned long long)s->dirty_pages, MBPS(a->bandwidth),
+				dt_verdict_name(a->verdict), a->rel_slope < 0 ? "-" : "+",
+				PCT(a->rel_slope), PCT(a->link_ratio));
+		break;
+	}
+}
+
+int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats *rounds,
+		     unsigned n, struct dt_policy_out *out)
+{
+	const struct dt_round_stats *s;
+	uint64_t sent;
+	struct policy_eff p;
+	struct assessment a;
+	char why[96] = "";
+	int ret;
+
+	if (out)
+		memset(out, 0, sizeof(*out));
+	if (!policy || !rounds || !out || !n)
+		return log_fail(-EINVAL, "dt_policy_decide: policy, rounds, out and n > 0 needed");
+	ret = policy_resolve(policy, &p);
+	if (!ret)
+		ret = check_rounds(rounds, n);
+	if (ret) {
+		snprintf(out->reason, sizeof(out->reason), "invalid input");
+		return ret;
+	}
+	s = &rounds[n - 1];
+	/* Bytes on the wire so far: the total after the previous round's send (the newest
+	 * round's total_bytes is the same in the engine, but a recorded trace holds the total
+	 * after its send). */
+	sent = rounds[n > 1 ? n - 2 : 0].total_bytes;
+	assess(&p, rounds, n, &a);
+	out->verdict = a.verdict;
+	out->slope = a.slope;
+	out->rel_slope = a.rel_slope;
+	out->dirty_rate = a.dirty_rate;
+	out->bandwidth = a.bandwidth;
+	out->link_ratio = a.link_ratio;
+	out->predicted_downtime_ns = predict_downtime(&p, s, a.bandwidth);
+	out->not_converging = not_converging_streak(&p, rounds, n, a.verdict);
+	out->decision = DT_DECISION_CONTINUE;
+	if (n == 1) {
+		/* Round 0 is the full pass; nothing is measured before it. */
+	} else if (out->predicted_downtime_ns <= p.max_downtime_ns) {
+		out->decision = DT_DECISION_SWITCHOVER;
+	} else if (out->not_converging >= p.stall_rounds) {
+		/* The cause first; the caps below are backstops for slow convergence. */
+		out->decision = DT_DECISION_ASK;
+		snprintf(why, sizeof(why), "%s, not converging for %u rounds (dirty/link %s %%)",
+			 dt_verdict_name(a.verdict), out->not_converging, PCT(a.link_ratio));
+	} else if (n - 1 >= p.max_rounds) {
+		out->decision = DT_DECISION_ASK;
+		snprintf(why, sizeof(why), "%u pre-copy rounds sent (max %u)", n - 1, p.max_rounds);
+	} else if ((double)sent > p.max_bytes_factor * (double)s->memory_bytes) {
+		out->decision = DT_DECISION_ASK;
+		snprintf(why, sizeof(why), "%llu MiB sent > %s x %llu MiB memory",
+			 (unsigned long long)(sent >> 20),
+			 dec1((char[32]){0}, 32, p.max_bytes_factor),
+			 (unsigned long long)(s->memory_bytes >> 20));
+	}
+	explain(out, &p, rounds, n, &a, why);
+	return 0;
+}

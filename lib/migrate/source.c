@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * migrate/source.c - the sending side of a pre-copy migration.
+ *
+ * Rounds: round 0 sends every page of the regions (zero pages as a flag); round r >= 1 sends
+ * what the dirty set harvested at its start. After each harvest the pure policy decides:
+ * another round, switch over, or give up / ask the caller. With deferral (the default)
+ * harvests skip pinned pages, which are sent once, in stop-and-copy.
+ *
+ * Invariant for aborts: `unacked` holds every page of every class any harvest of this
+ * attempt returned. Nothing is acknowledged before the destination's final ACK, so on any
+ * failure all of it is merged back into the dirty set: the set is then as if this attempt
+ * had never harvested, and a retry misses nothing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <dirtytrack/migrate.h>
+
+#include "core/alloc.h"
+#include "core/bitops.h"
+#include "core/log.h"
+#include "migrate/memory.h"
+#include "migrate/wire.h"
+
+#define DEVICE_STATE_FIRST (64u << 10)
+
+struct msrc {
+	const struct dt_migrate_source_opts *o;
+	struct dt_migrate_result *res;
+	struct mig_memory mem;
+	struct wire_writer w;
+	struct wire_reader r;
+	struct wire_batch b;
+	uint64_t base, npages, nwords;
+	uint64_t *region_mask; /* pages of the set inside the regions */
+	uint64_t *unacked;     /* every page harvested in this attempt */
+	uint64_t *tosend;
+	struct dt_round_stats *stats;
+	unsigned nstats, cap;
+	uint64_t rtt_ns, digest_ns; /* digest_ns: estimated for the whole memory, one side */
+	bool paused;
+};
+
+static int harvest(struct msrc *m, bool skip_pinned, struct dt_harvest *h, uint64_t *ns)
+{
+	uint64_t t0 = mig_now_ns();
+	int ret = dt_dirty_set_harvest(m->o->set, skip_pinned ? DT_HARVEST_SKIP_PINNED : 0, h);
+
+	if (ret)
+		return ret;
+	for (unsigned c = 0; c < DT_NCLASSES; c++)
+		for (uint64_t i = 0; i < m->nwords; i++)
+			m->unacked[i] |= h->class_bits[c][i];
+	*ns = mig_now_ns() - t0;
+	return 0;
+}
+
+/* Pages of bits inside the regions, and of them those also in `also` (may be NULL). */
+static uint64_t count_in_regions(const struct msrc *m, const uint64_t *bits, const uint64_t *also)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < m->nwords; i++)
+		n += popcount64(bits[i] & m->region_mask[i] & (also ? also[i] : ~0ull));
+	return n;
+}
+
+static int add_run(void *arg, uint64_t page, void *host, uint64_t count)
+{
+	struct msrc *m = arg;
+
+	return wire_batch_add(&m->w, &m->b, page, host, count);
+}
+
+/* Send the pages of m->tosend; the batch counters give pages, zero pages and bytes. */
+static int send_pages(struct msrc *m)
+{
+	int ret = mig_memory_walk(&m->mem, m->base, m->tosend, m->npages, add_run, m);
+
+	return ret ? ret : wire_batch_flush(&m->w, &m->b);
+}
+
+static struct dt_round_stats *new_round(struct msrc *m)
+{
+	struct dt_round_stats *s;
+
+	if (m->nstats == m->cap) {
+		unsigned cap = m->cap ? 2 * m->cap : 16;
+		void *p = xrealloc_array(m->stats, cap, sizeof(*m->stats));
+
+		if (!p)
+			return NULL;
+		m->stats = p;
+		m->cap = cap;
+	}
+	s = &m->stats[m->nstats];
+	memset(s, 0, sizeof(*s));
+	s->round = m->nstats++;
+	s->page_size = MIG_PAGE_SIZE;
+	s->memory_bytes = m->mem.bytes;
+	for (unsigned i = 0; i < m->o->ndevices; i++)
+		if (m->o->devices[i].pending)
+			s->device_bytes += m->o->devices[i].pending(m->o->devices[i].opaque);
+	return s;
+}
+
+static void fill_from_harvest(struct msrc *m, struct dt_round_stats *s, const struct dt_harvest *h,
+			      uint64_t harvest_ns)
+{
+	for (unsigned c = 0; c < DT_NCLASSES; c++)
+		s->dirty[c] = count_in_regions(m, h->class_bits[c], NULL);
+	s->pinned_pages = s->dirty[DT_CLASS_PINNED];
+	s->harvest_ns = harvest_ns;
+	s->fixed_cost_ns = m->rtt_ns + harvest_ns + 2 * m->digest_ns;
+}
+
+static void report_round(struct msrc *m, struct dt_round_stats *s)
+{
+	char json[1024];
+
+	if (!m->o->on_round)
+		return;
+	dt_round_stats_json(s, json, sizeof(json));
+	m->o->on_round(m->o->opaque, s, json);
+}
+
+/* Send m->tosend as round s; pinned: the harvest's pinned pages (for the pinned counters). */
+static int send_round(struct msrc *m, struct dt_round_stats *s, const uint64_t *pinned,
+		      uint64_t t_round)
+{
+	uint64_t pages = m->b.pages, zero = m->b.zero_pages, bytes0 = m->w.bytes, t0 = mig_now_ns();
+	int ret = wire_send_round(&m->w, s->round, s->dirty_pages);
+
+	if (!ret)
+		ret = send_pages(m);
+	if (ret)
+		return ret;
+	s->send_ns = mig_now_ns() - t0;
+	s->sent_pages = m->b.pages - pages;
+	s->zero_pages = m->b.zero_pages - zero;
+	s->sent_bytes = m->w.bytes - bytes0;
+	s->total_bytes = m->w.bytes;
+	s->round_ns = mig_now_ns() - t_round;
+	if (pinned)
+		m->res->pinned_sent_precopy += count_in_regions(m, m->tosend, pinned);
+	report_round(m, s);
+	return 0;
+}
+
+static int decide(struct msrc *m, struct dt_round_stats *s)
+{
+	struct dt_policy_out out;
+	int ret = dt_policy_decide(&m->o->policy, m->stats, m->nstats, &out);
+
+	if (ret)
+		return ret;
+	s->dirty_rate = out.dirty_rate;
+	s->bandwidth = out.bandwidth;
+	s->predicted_downtime_ns = out.predicted_downtime_ns;
+	s->verdict = out.verdict;
+	s->decision = out.decision;
+	log_info("migrate: round %u: %s (%s): %s", s->round, dt_decision_name(out.decision),
+		 dt_verdict_name(out.verdict), out.reason);
+	if (out.decision == DT_DECISION_ASK) {
+		enum dt_decision d = DT_DECISION_GIVE_UP;
+
+		if (m->o->ask)
+			d = m->o->ask(m->o->opaque, m->stats, m->nstats);
+		if (d != DT_DECISION_CONTINUE && d != DT_DECISION_SWITCHOVER)
+			d = DT_DECISION_GIVE_UP;
+		log_info("migrate: round %u: will not converge; %s %s", s->round,
+			 m->o->ask ? "the caller says" : "no ask callback:", dt_decision_name(d));
+		s->decision = d;
+	}
+	m->res->verdict = s->verdict;
+	m->res->decision = s->decision;
+	m->res->predicted_downtime_ns = s->predicted_downtime_ns;
+	return 0;
+}
+
+/* HELLO both ways, LAYOUT, and a PING for the round-trip time. */
+static int handshake(struct msrc *m)
+{
+	uint32_t want = WIRE_F_XXH3 | (m->o->flags & DT_MIGRATE_COMPRESS ? WIRE_F_ZSTD : 0);
+	struct wire_msg msg;
+	uint64_t t0;
+	int ret;
+
+	wire_writer_set_features(&m->w, want);
+	ret = wire_send_hello(&m->w, MIG_PAGE_SIZE);
+
+	if (!ret)
+		ret = wire_read(&m->r, &msg);
+	if (ret)
+		return ret;
+	if (msg.type != WIRE_HELLO || msg.hello.features & ~want ||
+	    !(msg.hello.features & WIRE_F_XXH3) || msg.hello.page_size != MIG_PAGE_SIZE)
+		return log_fail(-EPROTO,
+				"migrate: the destination answered %s (features 0x%x) to our HELLO",
+				wire_type_name(msg.type), msg.hello.features);
+	wire_writer_set_features(&m->w, msg.hello.features);
+	wire_reader_set_features(&m->r, msg.hello.features);
+	ret = wire_send_layout(&m->w, m->mem.regions, m->mem.count);
+	t0 = mig_now_ns();
+	if (!ret)
+		ret = wire_send_ping(&m->w, t0);
+	if (!ret)
+		ret = wire_read(&m->r, &msg);
+	if (ret)
+		return ret;
+	if (msg.type != WIRE_PONG || msg.ping != t0)
+		return log_fail(-EPROTO, "migrate: expected PONG, the destination sent %s",
+				wire_type_name(msg.type));
+	m->rtt_ns = mig_now_ns() - t0;
+	return 0;
+}
+
+/* Time the digest over (up to) 4 MiB to predict its cost over the whole memory. */
+static void calibrate_digest(struct msrc *m)
+{
+	uint64_t len = m->mem.regions[0].size < (4u << 20) ? m->mem.regions[0].size : (4u << 20);
+	struct wire_digest d;
+	uint64_t t0 = mig_now_ns();
+
+	if (wire_digest_init(&d))
+		return;
+	wire_digest_update(&d, m->mem.host[0], len);
+	(void)wire_digest_final(&d);
+	wire_digest_fini(&d);
+	m->digest_ns = (mig_now_ns() - t0) * (m->mem.bytes / len);
+}
+
+static int send_devices(struct msrc *m)
+{
+	size_t cap = DEVICE_STATE_FIRST;
+	void *buf = NULL;
+	int ret = 0;
+
+	for (unsigned i = 0; i < m->o->ndevices && !ret; i++) {
+		const struct dt_migrate_device *d = &m->o->devices[i];
+		uint64_t want = d->pending ? d->pending(d->opaque) : 0;
+		int64_t n;
+
+		if (want > cap && want <= WIRE_MAX_DEVICE_STATE)
+			cap = want, xfree(buf), buf = NULL;
+		for (;;) {
+			if (!buf && !(buf = xzalloc(cap))) {
+				ret = -ENOMEM;
+				break;
+			}
+			n = d->save(d->opaque, buf, cap);
+			if (n != -ENOSPC || cap >= WIRE_MAX_DEVICE_STATE)
+				break;
+			cap *= 2;
+			xfree(buf);
+			buf = NULL;
+		}
+		if (ret)
+			break;
+		if (n < 0 || n > (int64_t)cap) {
+			log_err("migrate: saving device %s failed (%lld)", d->name, (long long)n);
+			ret = -ECANCELED;
+			break;
+		}
+		ret = wire_send_device(&m->w, d->name, buf, (uint32_t)n);
+		m->res->device_bytes += (uint64_t)n;
+	}
+	xfree(buf);
+	return ret;
+}
+
+/* Pause, harvest the rest, send it and the device state, wait for the ACK. */
+static int switchover(struct msrc *m)
+{
+	uint64_t t_pause = mig_now_ns(), ns, digest, pages_before = m->b.pages;
+	struct dt_harvest h;
+	struct wire_msg msg;
+	int ret = m->o->pause(m->o->opaque);
+
+	if (ret)
+		return log_fail(-ECANCELED, "migrate: the pause callback failed (%d)", ret);
+	m->paused = true;
+	ret = harvest(m, false, &h, &ns);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < m->nwords; i++)
+		m->tosend[i] |= h.all[i];
+	m->res->pinned_sent_final = count_in_regions(m, m->tosend, h.class_bits[DT_CLASS_PINNED]);
+	wire_writer_set_memory_stable(&m->w, true);
+	ret = wire_send_round(&m->w, m->nstats, count_in_regions(m, m->tosend, NULL));
+	if (!ret)
+		ret = send_pages(m);
+	m->res->final_pages = m->b.pages - pages_before;
+	if (!ret)
+		ret = send_devices(m);
+	if (!ret)
+		ret = wire_digest_regions(m->mem.regions, m->mem.host, m->mem.count, &digest);
+	if (!ret)
+		ret = wire_send_end(&m->w, m->b.pages, digest, m->o->ndevices);
+	if (!ret)
+		ret = wire_read(&m->r, &msg);
+	if (ret)
+		return ret;
+	if (msg.type == WIRE_ERROR)
+		return log_fail(-EPROTO, "migrate: the destination refused the stream: %s (%d)",
+				msg.error.msg, msg.error.err);
+	if (msg.type != WIRE_ACK || msg.ack.status || msg.ack.digest != digest)
+		return log_fail(
+			-EPROTO,
+			"migrate: no good ACK (%s, status %d, digest %016llx, ours %016llx)",
+			wire_type_name(msg.type), msg.type == WIRE_ACK ? msg.ack.status : 0,
+			(unsigned long long)(msg.type == WIRE_ACK ? msg.ack.digest : 0),
+			(unsigned long long)digest);
+	m->res->actual_downtime_ns = mig_now_ns() - t_pause;
+	m->res->digest = digest;
+	return 0;
+}
+
+static int precopy(struct msrc *m)
+{
+	bool defer = !m->o->policy.no_defer_pinned;
+	struct dt_round_stats *s;
+	struct dt_harvest h;
+	uint64_t t_round, ns;
+	int ret;
+
+	for (;;) {
+		t_round = mig_now_ns();
+		ret = harvest(m, defer, &h, &ns);
+		if (ret)
+			return ret;
+		s = new_round(m);
+		if (!s)
+			return -ENOMEM;
+		fill_from_harvest(m, s, &h, ns);
+		if (s->round == 0) {
+			/* The full pass: every page, the deferred pinned ones excepted. */
+			for (uint64_t i = 0; i < m->nwords; i++)
+				m->tosend[i] = m->region_mask[i] &
+					       ~(defer ? h.class_bits[DT_CLASS_PINNED][i] : 0);
+		} else {
+			for (uint64_t i = 0; i < m->nwords; i++)
+				m->tosend[i] = h.all[i] & m->region_mask[i];
+		}
+		s->dirty_pages = count_in_regions(m, m->tosend, NULL);
+		s->total_bytes = m->w.bytes;
+		ret = decide(m, s);
+		if (ret)
+			return ret;
+		if (s->decision == DT_DECISION_SWITCHOVER) {
+			report_round(m, s);
+			return 0;
+		}
+		if (s->decision == DT_DECISION_GIVE_UP) {
+			report_round(m, s);
+			wire_send_error(&m->w, -ETIMEDOUT, "the source gave up: no convergence");
+			return log_fail(-ETIMEDOUT, "migrate: gave up after %u rounds", m->nstats);
+		}
+		ret = send_round(m, s, h.class_bits[DT_CLASS_PINNED], t_round);
+		if (ret)
+			return ret;
+	}
+}
+
+static int check_opts(const struct dt_migrate_source_opts *o)
+{
+	if (!o || o->size < sizeof(*o) || !o->transport || !o->set || !o->pause)
+		return log_fail(-EINVAL,
+				"dt_migrate_source: size, transport, set and pause are required");
+	if (o->flags & ~DT_MIGRATE_COMPRESS)
+		return log_fail(-EINVAL, "dt_migrate_source: unknown flags 0x%x", o->flags);
+	if (o->ndevices && !o->devices)
+		return log_fail(-EINVAL, "dt_migrate_source: ndevices without devices");
+	for (unsigned i = 0; i < o->ndevices; i++) {
+		const struct dt_migrate_device *d = &o->devices[i];
+
+		if (!d->name || !d->name[0] || strlen(d->name) > WIRE_MAX_DEVICE_NAME || !d->save)
+			return log_fail(-EINVAL,
+					"dt_migrate_source: device %u needs a name and save", i);
+		for (unsigned j = 0; j < i; j++)
+			if (!strcmp(o->devices[j].name, d->name))
+				return log_fail(-EINVAL, "dt_migrate_source: device name %s twice",
+						d->name);
+	}
+	return 0;
+}
+
+/* After a failure: the transport broke, or the destination said why. */
+static int peer_error(struct msrc *m, int ret)
+{
+	struct wire_msg msg;
+
+	if (ret != -EPIPE && ret != -ECONNRESET)
+		return ret;
+	dt_transport_set_timeout(m->o->transport, 200);
+	if (!wire_read(&m->r, &msg) && msg.type == WIRE_ERROR) {
+		log_err("migrate: the destination failed: %s (%d)", msg.error.msg, msg.error.err);
+		return -EPROTO;
+	}
+	return ret;
+}
+
+static int setup(struct msrc *m)
+{
+	int ret;
+
+	m->base = dt_dirty_set_base(m->o->set);
+	m->npages = dt_dirty_set_length(m->o->set) >> MIG_PAGE_SHIFT;
+	m->nwords = (m->npages + 63) / 64;
+	ret = mig_memory_init(&m->mem, m->o->regions, m->o->nregions, m->base,
+			      m->npages << MIG_PAGE_SHIFT, "dt_migrate_source");
+	if (ret)
+		return ret;
+	m->region_mask = xcalloc(m->nwords, 8);
+	m->unacked = xcalloc(m->nwords, 8);
+	m->tosend = xcalloc(m->nwords, 8);
+	if (!m->region_mask || !m->unacked || !m->tosend)
+		return -ENOMEM;
+	mig_memory_mask(&m->mem, m->base, m->npages, m->region_mask);
+	ret = wire_writer_init(&m->w, m->o->transport, WIRE_F_ALL);
+	if (!ret)
+		ret = wire_reader_init(&m->r, m->o->transport, 0);
+	if (!ret)
+		ret = wire_batch_init(&m->b);
+	return ret;
+}
+
+int dt_migrate_source(const struct dt_migrate_source_opts *opts, struct dt_migrate_result *res)
+{
+	struct dt_migrate_result dummy;
+	struct msrc m = {.o = opts, .res = res ? res : &dummy};
+	uint64_t t0 = mig_now_ns();
+	int ret = check_opts(opts);
+
+	memset(m.res, 0, sizeof(*m.res));
+	if (ret)
+		return ret;
+	ret = setup(&m);
+	if (!ret)
+		ret = handshake(&m);
+	if (!ret) {
+		calibrate_digest(&m);
+		ret = precopy(&m);
+	}
+	if (!ret)
+		ret = switchover(&m);
+	if (ret) {
+		int mret;
+
+		ret = peer_error(&m, ret);
+		if (m.paused && opts->resume)
+			opts->resume(opts->opaque);
+		mret = m.unacked ? dt_dirty_set_merge_back(opts->set, m.unacked) : 0;
+		log_err("migrate: failed (%d) after %u rounds; the source runs on, %s", ret,
+			m.nstats,
+			mret ? "and merging the harvested pages back FAILED: dirty state is lost"
+			     : "every harvested page merged back");
+	}
+	m.res->rounds = m.nstats;
+	m.res->bytes_sent = m.w.bytes;
+	m.res->pages_sent = m.b.pages;
+	m.res->zero_pages = m.b.zero_pages;
+	m.res->total_ns = mig_now_ns() - t0;
+	wire_batch_fini(&m.b);
+	wire_reader_fini(&m.r);
+	wire_writer_fini(&m.w);
+	xfree(m.stats);
+	xfree(m.region_mask);
+	xfree(m.unacked);
+	xfree(m.tosend);
+	mig_memory_fini(&m.mem);
+	return ret;
+}

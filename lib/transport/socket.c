@@ -1,0 +1,652 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport/socket.c - transports over a file descriptor: TCP (IPv4, IPv6), UNIX stream
+ * sockets, and any fd a caller hands over (a connected socket, a pipe-like fd, a file), with
+ * the listeners that accept the first two.
+ *
+ * Invariants:
+ * - A connected socket is in blocking mode; a call without a timeout lets the kernel block
+ *   (one send/recv per buffer, MSG_WAITALL on receive), a call with one uses MSG_DONTWAIT and
+ *   poll() until the deadline. Non-socket fds are put in O_NONBLOCK mode and always poll.
+ * - Shutdown wakes every waiter: on a socket shutdown(SHUT_RDWR), which also tells the peer
+ *   (it reads end of stream, then its sends fail); on another fd an eventfd the waits poll
+ *   beside the fd (a pipe's other process is not told).
+ * - A connect is one deadline for every address tried; the socket is non-blocking until the
+ *   connection is made, so a timeout is exact and nothing blocks in connect().
+ * - A UNIX listener's socket file is created 0600 (chmod before listen(): no one can connect
+ *   in between, and the process-wide umask is left alone for other threads), replaces an
+ *   older socket file but never another kind of file (-EEXIST), and is removed at free if it
+ *   is still the one we made.
+ */
+#include "transport/transport_impl.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "sys/sys.h"
+
+#define LISTEN_BACKLOG 64
+#define IOV_WINDOW     64 /* iovec descriptors handed to one sendmsg() */
+
+struct sock_transport {
+	struct dt_transport head;
+	int fd;
+	int wake_fd; /* non-socket fds: an eventfd shutdown makes readable; else -1 */
+	enum sock_kind { SOCK_TCP, SOCK_UNIX, SOCK_FD } kind;
+};
+
+static const char *const kind_names[] = {"tcp", "unix", "fd"};
+
+struct dt_listener {
+	int fd;
+	int family;
+	uint16_t port;
+	char *path; /* UNIX: the socket file we made (dev, ino), removed at free */
+	uint64_t dev, ino;
+};
+
+static const char *err_text(int err, char *buf, size_t len)
+{
+	return strerror_r(-err, buf, len);
+}
+
+#define log_errno(err, fmt, ...)                                                                   \
+	do {                                                                                       \
+		char eb_[64];                                                                      \
+		log_err(fmt ": %s", __VA_ARGS__, err_text(err, eb_, sizeof(eb_)));                 \
+	} while (0)
+
+static struct sock_transport *to_sock(struct dt_transport *t)
+{
+	return (struct sock_transport *)t;
+}
+
+/* Wait for events on the fd (or the wake eventfd) until deadline. */
+static int sock_wait(struct sock_transport *s, short events, uint64_t deadline)
+{
+	struct pollfd pfd[2] = {{.fd = s->fd, .events = events},
+				{.fd = s->wake_fd, .events = POLLIN}};
+	int broken = events & POLLIN ? -ECONNRESET : -EPIPE;
+	int r;
+
+	if (transport_is_shut(&s->head))
+		return broken;
+	r = sys_poll_until(pfd, s->wake_fd >= 0 ? 2 : 1, deadline);
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
+	return transport_is_shut(&s->head) ? broken : 0;
+}
+
+/* The errors a caller expects on a stream are its outcome; anything else is worth a log. */
+static int stream_error(struct sock_transport *s, const char *what, int err)
+{
+	if (err == -EPIPE || err == -ECONNRESET || err == -ETIMEDOUT)
+		log_debug("transport %s: %s: %d", kind_names[s->kind], what, err);
+	else
+		log_errno(err, "transport %s: %s", kind_names[s->kind], what);
+	return err;
+}
+
+static int sock_sendv(struct dt_transport *t, const struct iovec *iov, int iovcnt,
+		      uint64_t deadline)
+{
+	struct sock_transport *s = to_sock(t);
+	int flags = deadline == SYS_NO_DEADLINE ? 0 : MSG_DONTWAIT;
+	struct iovec win[IOV_WINDOW];
+	int next = 0;		/* first caller entry not yet copied to the window */
+	int first = 0, cnt = 0; /* the window's unsent entries: win[first, first + cnt) */
+	int64_t r;
+
+	for (;;) {
+		if (!cnt) {
+			/* Descriptors only: the bytes are sent from the caller's buffers. */
+			first = 0;
+			while (next < iovcnt && cnt < IOV_WINDOW) {
+				if (iov[next].iov_len)
+					win[cnt++] = iov[next];
+				next++;
+			}
+			if (!cnt)
+				return 0;
+		}
+		if (s->kind != SOCK_FD) {
+			struct msghdr msg = {.msg_iov = win + first, .msg_iovlen = (size_t)cnt};
+
+			r = sys_sendmsg(s->fd, &msg, flags);
+		} else {
+			r = sys_writev(s->fd, win + first, cnt);
+		}
+		if (r == -EAGAIN) {
+			r = sock_wait(s, POLLOUT, deadline);
+			if (r)
+				return stream_error(s, "send", (int)r);
+			continue;
+		}
+		if (r == 0)
+			r = -EIO; /* a non-empty write that moved nothing would loop forever */
+		if (r < 0)
+			return stream_error(s, "send", r == -ECONNRESET ? -EPIPE : (int)r);
+		transport_count_sent(t, (uint64_t)r);
+		/* Advance the window past a full or partial write. */
+		while (r > 0) {
+			if ((uint64_t)r >= win[first].iov_len) {
+				r -= (int64_t)win[first].iov_len;
+				first++;
+				cnt--;
+			} else {
+				win[first].iov_base = (char *)win[first].iov_base + r;
+				win[first].iov_len -= (size_t)r;
+				r = 0;
+			}
+		}
+	}
+}
+
+static int sock_send(struct dt_transport *t, const void *buf, size_t len, uint64_t deadline)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+
+	return sock_sendv(t, &iov, 1, deadline);
+}
+
+static int sock_recv(struct dt_transport *t, void *buf, size_t len, uint64_t deadline)
+{
+	struct sock_transport *s = to_sock(t);
+	int flags = deadline == SYS_NO_DEADLINE ? MSG_WAITALL : MSG_DONTWAIT;
+	char *p = buf;
+	int64_t r;
+
+	while (len) {
+		if (s->kind != SOCK_FD)
+			r = sys_recv(s->fd, p, len, flags);
+		else
+			r = sys_read(s->fd, p, len);
+		if (r > 0) {
+			transport_count_received(t, (uint64_t)r);
+			p += r;
+			len -= (size_t)r;
+			continue;
+		}
+		if (r == 0) /* end of stream before the last byte asked for */
+			return stream_error(s, "recv", -ECONNRESET);
+		if (r == -EAGAIN) {
+			r = sock_wait(s, POLLIN, deadline);
+			if (r)
+				return stream_error(s, "recv", (int)r);
+			continue;
+		}
+		return stream_error(s, "recv", r == -EPIPE ? -ECONNRESET : (int)r);
+	}
+	return 0;
+}
+
+static void sock_shutdown(struct dt_transport *t)
+{
+	struct sock_transport *s = to_sock(t);
+	int r = s->kind != SOCK_FD ? sys_shutdown(s->fd, SHUT_RDWR) : sys_eventfd_wake(s->wake_fd);
+
+	/* ENOTCONN: the peer went first, nothing is blocked on a stream that is gone. */
+	if (r && r != -ENOTCONN)
+		log_errno(r, "transport %s: shutdown", kind_names[s->kind]);
+	/*
+	 * A TCP peer blocked sending into our full receive window would wait forever: discard
+	 * what is queued (MSG_TRUNC, no copy) so the window opens, and the data it then sends
+	 * to a socket that shut down reading is answered by a reset (RFC 1122), which wakes
+	 * it. A UNIX peer is woken by the shutdown itself.
+	 */
+	if (!r && s->kind == SOCK_TCP)
+		sys_recv(s->fd, NULL, 1u << 30, MSG_DONTWAIT | MSG_TRUNC);
+}
+
+static void sock_destroy(struct dt_transport *t)
+{
+	struct sock_transport *s = to_sock(t);
+
+	sys_close(s->fd);
+	if (s->wake_fd >= 0)
+		sys_close(s->wake_fd);
+	xfree(s);
+}
+
+static const struct transport_ops sock_ops = {
+	.name = "socket",
+	.send = sock_send,
+	.sendv = sock_sendv,
+	.recv = sock_recv,
+	.shutdown = sock_shutdown,
+	.destroy = sock_destroy,
+};
+
+/* Wrap a connected fd; on failure the fd is left to the caller. */
+static struct dt_transport *sock_new(int fd, enum sock_kind kind)
+{
+	struct sock_transport *s = xzalloc(sizeof(*s));
+	int r;
+
+	if (!s) {
+		log_err("transport %s: out of memory", kind_names[kind]);
+		errno = ENOMEM;
+		return NULL;
+	}
+	transport_init(&s->head, &sock_ops);
+	s->fd = fd;
+	s->wake_fd = -1;
+	s->kind = kind;
+	if (kind == SOCK_FD) {
+		r = sys_set_nonblock(fd, 1);
+		if (r >= 0)
+			r = s->wake_fd = sys_eventfd();
+		if (r < 0) {
+			log_errno(r, "transport fd %d: setup", fd);
+			xfree(s);
+			errno = -r;
+			return NULL;
+		}
+	}
+	return &s->head;
+}
+
+static int set_nodelay(int fd)
+{
+	int one = 1;
+
+	return sys_setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+struct dt_transport *dt_transport_from_fd(int fd)
+{
+	int type = 0, domain = 0;
+	unsigned len = sizeof(type);
+	int r;
+
+	if (fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	r = sys_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len);
+	if (r == -ENOTSOCK)
+		return sock_new(fd, SOCK_FD);
+	if (!r && type != SOCK_STREAM)
+		r = log_fail(-EINVAL, "dt_transport_from_fd: fd %d is not a stream socket", fd);
+	len = sizeof(domain);
+	if (!r)
+		r = sys_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len);
+	if (!r && (domain == AF_INET || domain == AF_INET6))
+		r = set_nodelay(fd);
+	if (r) {
+		log_errno(r, "dt_transport_from_fd: fd %d", fd);
+		errno = -r;
+		return NULL;
+	}
+	return sock_new(fd, domain == AF_UNIX ? SOCK_UNIX : SOCK_TCP);
+}
+
+/* ---- connecting ------------------------------------------------------------------------- */
+
+static int wait_connected(int fd, uint64_t deadline)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	int err = 0;
+	unsigned len = sizeof(err);
+	int r = sys_poll_until(&pfd, 1, deadline);
+
+	if (r == 0)
+		return -ETIMEDOUT;
+	if (r < 0)
+		return r;
+	r = sys_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+	return r ? r : -err;
+}
+
+/* A connected, blocking socket to sa, or a negative errno. */
+static int connect_addr(const struct sockaddr *sa, unsigned salen, uint64_t deadline)
+{
+	int fd = sys_socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int r;
+
+	if (fd < 0)
+		return fd;
+	for (;;) {
+		r = sys_connect(fd, sa, salen);
+		if (r == -EINPROGRESS)
+			r = wait_connected(fd, deadline);
+		/* A UNIX listener's backlog is full: no event to wait for, so retry briefly. */
+		if (r == -EAGAIN && sa->sa_family == AF_UNIX) {
+			if (sys_monotonic_ns() >= deadline) {
+				r = -ETIMEDOUT;
+			} else {
+				sys_sleep_until(deadline, 5);
+				continue;
+			}
+		}
+		break;
+	}
+	if (!r)
+		r = sys_set_nonblock(fd, 0);
+	if (!r && sa->sa_family != AF_UNIX)
+		r = set_nodelay(fd);
+	if (r) {
+		sys_close(fd);
+		return r;
+	}
+	return fd;
+}
+
+struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout_ms)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	uint64_t deadline = sys_deadline_ms(timeout_ms);
+	struct dt_transport *t = NULL;
+	struct addrinfo *res, *ai;
+	char service[8];
+	int fd = -ECONNREFUSED;
+	int r;
+
+	if (!host || timeout_ms < -1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(service, sizeof(service), "%u", port);
+	r = sys_getaddrinfo(host, service, &hints, &res);
+	if (r) {
+		log_errno(r, "dt_connect_tcp: resolve %s", host);
+		errno = -r;
+		return NULL;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = connect_addr(ai->ai_addr, ai->ai_addrlen, deadline);
+		if (fd >= 0 || fd == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		log_errno(fd, "dt_connect_tcp: %s port %u", host, port);
+		errno = -fd;
+		return NULL;
+	}
+	t = sock_new(fd, SOCK_TCP);
+	if (!t)
+		sys_close(fd);
+	return t;
+}
+
+static int unix_address(const char *path, struct sockaddr_un *sun)
+{
+	size_t len;
+
+	if (!path || !*path)
+		return -EINVAL;
+	len = strlen(path);
+	if (len >= sizeof(sun->sun_path))
+		return -ENAMETOOLONG;
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, len + 1);
+	return 0;
+}
+
+struct dt_transport *dt_connect_unix(const char *path, int timeout_ms)
+{
+	struct dt_transport *t;
+	struct sockaddr_un sun;
+	int fd = timeout_ms < -1 ? -EINVAL : unix_address(path, &sun);
+
+	if (!fd)
+		fd = connect_addr((struct sockaddr *)&sun, sizeof(sun),
+				  sys_deadline_ms(timeout_ms));
+	if (fd < 0) {
+		log_errno(fd, "dt_connect_unix: %s", path ? path : "(null)");
+		errno = -fd;
+		return NULL;
+	}
+	t = sock_new(fd, SOCK_UNIX);
+	if (!t)
+		sys_close(fd);
+	return t;
+}
+
+/* ---- listening -------------------------------------------------------------------------- */
+
+static struct dt_listener *listener_new(int fd, int family, const char *path)
+{
+	struct dt_listener *l = xzalloc(sizeof(*l));
+
+	if (l && path && !(l->path = xzalloc(strlen(path) + 1))) {
+		xfree(l);
+		return NULL;
+	}
+	if (!l)
+		return NULL;
+	if (path)
+		strcpy(l->path, path);
+	l->fd = fd;
+	l->family = family;
+	return l;
+}
+
+/* A listening socket bound to sa (dual_stack: an IPv6 socket that takes IPv4 too). */
+static int listen_on(const struct sockaddr *sa, unsigned salen, bool dual_stack)
+{
+	int fd = sys_socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int one = 1, zero = 0;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (!r && dual_stack)
+		r = sys_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (!r)
+		r = sys_bind(fd, sa, salen);
+	if (!r)
+		r = sys_listen(fd, LISTEN_BACKLOG);
+	if (r) {
+		sys_close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int listen_any(uint16_t port)
+{
+	struct sockaddr_in6 in6 = {
+		.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT, .sin6_port = htons(port)};
+	struct sockaddr_in in4 = {.sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_ANY),
+				  .sin_port = htons(port)};
+	int fd = listen_on((struct sockaddr *)&in6, sizeof(in6), true);
+
+	/* No IPv6 here (not built, or disabled): IPv4 alone. */
+	if (fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT || fd == -EADDRNOTAVAIL)
+		fd = listen_on((struct sockaddr *)&in4, sizeof(in4), false);
+	return fd;
+}
+
+struct dt_listener *dt_listen_tcp(const char *host, uint16_t port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct sockaddr_storage ss;
+	unsigned sslen = sizeof(ss);
+	struct addrinfo *res, *ai;
+	struct dt_listener *l;
+	char service[8];
+	int fd = -EADDRNOTAVAIL;
+	int r;
+
+	if (!host) {
+		fd = listen_any(port);
+	} else {
+		snprintf(service, sizeof(service), "%u", port);
+		r = sys_getaddrinfo(host, service, &hints, &res);
+		if (r) {
+			log_errno(r, "dt_listen_tcp: resolve %s", host);
+			errno = -r;
+			return NULL;
+		}
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = listen_on(ai->ai_addr, ai->ai_addrlen, false);
+			if (fd >= 0)
+				break;
+		}
+		freeaddrinfo(res);
+	}
+	r = fd < 0 ? fd : sys_getsockname(fd, (struct sockaddr *)&ss, &sslen);
+	if (r) {
+		log_errno(r, "dt_listen_tcp: %s port %u", host ? host : "*", port);
+		goto fail;
+	}
+	l = listener_new(fd, ss.ss_family, NULL);
+	if (!l) {
+		r = log_fail(-ENOMEM, "dt_listen_tcp: out of memory");
+		goto fail;
+	}
+	l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)&ss)->sin_port);
+	return l;
+fail:
+	if (fd >= 0)
+		sys_close(fd);
+	errno = -r;
+	return NULL;
+}
+
+/* Make room for a socket file at path: replace an old socket, refuse anything else. */
+static int unix_clear_path(const char *path)
+{
+	uint64_t dev, ino;
+	uint32_t mode;
+	int r = sys_lstat(path, &mode, &dev, &ino);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	if (!S_ISSOCK(mode))
+		return -EEXIST;
+	r = sys_unlink(path);
+	return r == -ENOENT ? 0 : r;
+}
+
+struct dt_listener *dt_listen_unix(const char *path)
+{
+	struct dt_listener *l = NULL;
+	struct sockaddr_un sun;
+	bool bound = false;
+	uint64_t dev = 0, ino = 0;
+	uint32_t mode;
+	int fd = -1;
+	int r;
+
+	r = unix_address(path, &sun);
+	if (!r)
+		r = unix_clear_path(path);
+	if (!r)
+		r = fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (r >= 0)
+		r = sys_bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	bound = r == 0;
+	/* 0600 before listen(): until then a connect is refused, so nobody gets in early. */
+	if (!r)
+		r = sys_chmod(path, 0600);
+	if (!r)
+		r = sys_lstat(path, &mode, &dev, &ino);
+	if (!r)
+		r = sys_listen(fd, LISTEN_BACKLOG);
+	if (!r) {
+		l = listener_new(fd, AF_UNIX, path);
+		if (!l)
+			r = -ENOMEM;
+	}
+	if (r < 0) {
+		log_errno(r, "dt_listen_unix: %s", path ? path : "(null)");
+		if (bound)
+			sys_unlink(path);
+		if (fd >= 0)
+			sys_close(fd);
+		errno = -r;
+		return NULL;
+	}
+	l->dev = dev;
+	l->ino = ino;
+	return l;
+}
+
+uint16_t dt_listener_port(const struct dt_listener *l)
+{
+	return l ? l->port : 0;
+}
+
+struct dt_transport *dt_listener_accept(struct dt_listener *l, int timeout_ms)
+{
+	struct pollfd pfd;
+	struct dt_transport *t;
+	uint64_t deadline;
+	int fd, r;
+
+	if (!l || timeout_ms < -1) {
+		errno = EINVAL;
+		return NULL;
+	}
+	deadline = sys_deadline_ms(timeout_ms);
+	for (;;) {
+		/* Accepted sockets are blocking whatever the listener's mode. */
+		fd = sys_accept(l->fd, 0);
+		if (fd >= 0 || (fd != -EAGAIN && fd != -ECONNABORTED))
+			break;
+		pfd = (struct pollfd){.fd = l->fd, .events = POLLIN};
+		r = sys_poll_until(&pfd, 1, deadline);
+		if (r <= 0) {
+			fd = r ? r : -ETIMEDOUT;
+			break;
+		}
+	}
+	if (fd >= 0 && l->family != AF_UNIX) {
+		r = set_nodelay(fd);
+		if (r) {
+			sys_close(fd);
+			fd = r;
+		}
+	}
+	if (fd < 0) {
+		if (fd == -ETIMEDOUT)
+			log_debug("dt_listener_accept: timed out after %d ms", timeout_ms);
+		else
+			log_errno(fd, "dt_listener_accept: %s", l->path ? l->path : "tcp");
+		errno = -fd;
+		return NULL;
+	}
+	t = sock_new(fd, l->family == AF_UNIX ? SOCK_UNIX : SOCK_TCP);
+	if (!t)
+		sys_close(fd);
+	return t;
+}
+
+void dt_listener_free(struct dt_listener *l)
+{
+	uint64_t dev, ino;
+	uint32_t mode;
+
+	if (!l)
+		return;
+	/* Remove the socket file only if it is still ours, not a successor's. */
+	if (l->path && !sys_lstat(l->path, &mode, &dev, &ino) && dev == l->dev && ino == l->ino)
+		sys_unlink(l->path);
+	sys_close(l->fd);
+	xfree(l->path);
+	xfree(l);
+}
