@@ -47,10 +47,10 @@
 /* ...and from which, with a single post-round-0 count, the counts are bound to rise. */
 #define RATIO_DIVERGE 1.05
 
-/* Bandwidth: rounds weigh BW_DECAY^age, scaled down below BW_TRUSTED_BYTES sent. */
+/* Bandwidth: rounds weigh BW_DECAY^age, times (bytes / BW_TRUSTED_BYTES)^2 below it. */
 #define BW_DECAY	 0.5
 #define BW_ROUNDS	 8u
-#define BW_TRUSTED_BYTES (1u << 20)
+#define BW_TRUSTED_BYTES (4u << 20)
 
 #define NS_PER_S	 1e9
 
@@ -174,20 +174,22 @@ static int check_rounds(const struct dt_round_stats *r, unsigned n)
 
 /*
  * Goodput of the rounds sent so far (all but rounds[n - 1]), a weighted harmonic mean: the
- * weight of a round halves with each round of age and is scaled down for rounds that sent
- * less than BW_TRUSTED_BYTES (timing a few pages is noise). The harmonic mean averages the
- * cost per byte, which is what the downtime prediction multiplies. 0: nothing measured.
+ * harmonic mean averages the time per byte, which is what the downtime prediction
+ * multiplies. A round's weight halves with each round of age, so a slower link shows within
+ * two rounds. A round that sent less than BW_TRUSTED_BYTES is timed mostly by jitter: its
+ * time per byte is 1/bw + jitter/bytes, whose variance goes as 1/bytes^2, so its weight is
+ * scaled by (bytes / BW_TRUSTED_BYTES)^2 (inverse variance). 0: nothing measured.
  */
 static double smoothed_goodput(const struct dt_round_stats *r, unsigned n)
 {
 	double weight = 1, wsum = 0, ns_per_byte = 0;
 
 	for (unsigned i = n - 1, age = 0; i-- > 0 && age < BW_ROUNDS; age++, weight *= BW_DECAY) {
-		double bytes = (double)r[i].sent_bytes, trust;
+		double bytes = (double)r[i].sent_bytes, trust = bytes / BW_TRUSTED_BYTES;
 
 		if (!r[i].sent_bytes || !r[i].send_ns)
 			continue;
-		trust = bytes < BW_TRUSTED_BYTES ? bytes / BW_TRUSTED_BYTES : 1.0;
+		trust = trust < 1 ? trust * trust : 1;
 		wsum += weight * trust;
 		ns_per_byte += weight * trust * ((double)r[i].send_ns / bytes);
 	}

@@ -258,6 +258,20 @@ static struct dt_transport *sock_new(int fd, enum sock_kind kind)
 	return &s->head;
 }
 
+/* A transport owning fd (closed if that fails), or NULL with errno -fd for a failed fd. */
+static struct dt_transport *sock_adopt(int fd, enum sock_kind kind)
+{
+	struct dt_transport *t = fd < 0 ? NULL : sock_new(fd, kind);
+	int err = fd < 0 ? -fd : errno;
+
+	if (!t) {
+		if (fd >= 0)
+			sys_close(fd);
+		errno = err;
+	}
+	return t;
+}
+
 static int set_nodelay(int fd)
 {
 	int one = 1;
@@ -349,7 +363,6 @@ struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	uint64_t deadline = sys_deadline_ms(timeout_ms);
-	struct dt_transport *t = NULL;
 	struct addrinfo *res, *ai;
 	char service[8];
 	int fd = -ECONNREFUSED;
@@ -372,15 +385,9 @@ struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout
 			break;
 	}
 	freeaddrinfo(res);
-	if (fd < 0) {
+	if (fd < 0)
 		log_errno(fd, "dt_connect_tcp: %s port %u", host, port);
-		errno = -fd;
-		return NULL;
-	}
-	t = sock_new(fd, SOCK_TCP);
-	if (!t)
-		sys_close(fd);
-	return t;
+	return sock_adopt(fd, SOCK_TCP);
 }
 
 static int unix_address(const char *path, struct sockaddr_un *sun)
@@ -400,22 +407,15 @@ static int unix_address(const char *path, struct sockaddr_un *sun)
 
 struct dt_transport *dt_connect_unix(const char *path, int timeout_ms)
 {
-	struct dt_transport *t;
 	struct sockaddr_un sun;
 	int fd = timeout_ms < -1 ? -EINVAL : unix_address(path, &sun);
 
 	if (!fd)
 		fd = connect_addr((struct sockaddr *)&sun, sizeof(sun),
 				  sys_deadline_ms(timeout_ms));
-	if (fd < 0) {
+	if (fd < 0)
 		log_errno(fd, "dt_connect_unix: %s", path ? path : "(null)");
-		errno = -fd;
-		return NULL;
-	}
-	t = sock_new(fd, SOCK_UNIX);
-	if (!t)
-		sys_close(fd);
-	return t;
+	return sock_adopt(fd, SOCK_UNIX);
 }
 
 /* ---- listening -------------------------------------------------------------------------- */
@@ -594,7 +594,6 @@ uint16_t dt_listener_port(const struct dt_listener *l)
 struct dt_transport *dt_listener_accept(struct dt_listener *l, int timeout_ms)
 {
 	struct pollfd pfd;
-	struct dt_transport *t;
 	uint64_t deadline;
 	int fd, r;
 
@@ -622,18 +621,11 @@ struct dt_transport *dt_listener_accept(struct dt_listener *l, int timeout_ms)
 			fd = r;
 		}
 	}
-	if (fd < 0) {
-		if (fd == -ETIMEDOUT)
-			log_debug("dt_listener_accept: timed out after %d ms", timeout_ms);
-		else
-			log_errno(fd, "dt_listener_accept: %s", l->path ? l->path : "tcp");
-		errno = -fd;
-		return NULL;
-	}
-	t = sock_new(fd, l->family == AF_UNIX ? SOCK_UNIX : SOCK_TCP);
-	if (!t)
-		sys_close(fd);
-	return t;
+	if (fd == -ETIMEDOUT)
+		log_debug("dt_listener_accept: timed out after %d ms", timeout_ms);
+	else if (fd < 0)
+		log_errno(fd, "dt_listener_accept: %s", l->path ? l->path : "tcp");
+	return sock_adopt(fd, l->family == AF_UNIX ? SOCK_UNIX : SOCK_TCP);
 }
 
 void dt_listener_free(struct dt_listener *l)

@@ -294,33 +294,43 @@ static enum dt_decision ask_switch(void *opaque, const struct dt_round_stats *r,
 	return DT_DECISION_SWITCHOVER;
 }
 
-/* ---- tests ------------------------------------------------------------------------------ */
-
-static void test_idle(void **state)
-{
+/* What most tests use: a VM, source options for it, and a destination. */
+struct mig {
 	struct vm vm;
 	struct dt_migrate_source_opts so;
 	struct dt_migrate_result res;
 	struct dest d;
+};
 
-	vm_init(&vm, false);
-	so = source_opts(&vm, NULL);
-	assert_int_equal(migrate(&vm, &so, &res, &d, 0, NULL, 0), 0);
-	assert_int_equal(d.ret, 0);
-	expect_equal_memory(&vm);
-	assert_int_equal(vm.paused, 1);
-	assert_int_equal(vm.resumed, 0);
-	assert_true(res.rounds >= 1);
-	assert_int_equal(vm.rounds_seen, res.rounds);
-	assert_true(vm.json_ok);
+static void mig_init(struct mig *m, bool with_ring)
+{
+	vm_init(&m->vm, with_ring);
+	m->so = source_opts(&m->vm, NULL);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_idle(void **state)
+{
+	struct mig m;
+
+	mig_init(&m, false);
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), 0);
+	assert_int_equal(m.d.ret, 0);
+	expect_equal_memory(&m.vm);
+	assert_int_equal(m.vm.paused, 1);
+	assert_int_equal(m.vm.resumed, 0);
+	assert_true(m.res.rounds >= 1);
+	assert_int_equal(m.vm.rounds_seen, m.res.rounds);
+	assert_true(m.vm.json_ok);
 	/* Round 0 sent every page; a third of them are zero. */
-	assert_true(res.pages_sent >= NPAGES);
-	assert_true(res.zero_pages >= NPAGES / 3);
-	assert_int_equal(d.res.pages_received, res.pages_sent);
-	assert_int_equal(d.res.digest, res.digest);
-	assert_int_equal(res.decision, DT_DECISION_SWITCHOVER);
-	assert_true(res.actual_downtime_ns > 0 && res.predicted_downtime_ns > 0);
-	vm_fini(&vm);
+	assert_true(m.res.pages_sent >= NPAGES);
+	assert_true(m.res.zero_pages >= NPAGES / 3);
+	assert_int_equal(m.d.res.pages_received, m.res.pages_sent);
+	assert_int_equal(m.d.res.digest, m.res.digest);
+	assert_int_equal(m.res.decision, DT_DECISION_SWITCHOVER);
+	assert_true(m.res.actual_downtime_ns > 0 && m.res.predicted_downtime_ns > 0);
+	vm_fini(&m.vm);
 }
 
 static void test_writer(void **state)
@@ -353,22 +363,18 @@ static void test_writer(void **state)
 
 static void test_no_deferral(void **state)
 {
-	struct vm vm;
-	struct dt_migrate_source_opts so;
-	struct dt_migrate_result res;
-	struct dest d;
+	struct mig m;
 
-	vm_init(&vm, true);
-	so = source_opts(&vm, NULL);
-	so.policy.no_defer_pinned = true;
-	assert_int_equal(migrate(&vm, &so, &res, &d, 0, NULL, 0), 0);
-	expect_equal_memory(&vm);
+	mig_init(&m, true);
+	m.so.policy.no_defer_pinned = true;
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), 0);
+	expect_equal_memory(&m.vm);
 	/* Pinned pages go in every round sent before the switchover (round 0 included; the
 	 * last round's pages go in stop-and-copy), and again at the end. */
-	assert_true(res.rounds >= 2);
-	assert_true(res.pinned_sent_precopy >= RING * (res.rounds - 1));
-	assert_int_equal(res.pinned_sent_final, RING);
-	vm_fini(&vm);
+	assert_true(m.res.rounds >= 2);
+	assert_true(m.res.pinned_sent_precopy >= RING * (m.res.rounds - 1));
+	assert_int_equal(m.res.pinned_sent_final, RING);
+	vm_fini(&m.vm);
 }
 
 /* ---- devices ---------------------------------------------------------------------------- */
@@ -515,25 +521,21 @@ static void test_abort_merges_back(void **state)
 
 static void test_give_up(void **state)
 {
-	struct vm vm;
-	struct dt_migrate_source_opts so;
-	struct dt_migrate_result res;
-	struct dest d;
+	struct mig m;
 
-	vm_init(&vm, false);
-	so = source_opts(&vm, NULL);
-	so.policy.max_rounds = 3;
-	so.policy.max_downtime_ns = 1; /* never fits */
-	writer_start(&vm, 64);
-	assert_int_equal(migrate(&vm, &so, &res, &d, 0, NULL, 0), -ETIMEDOUT);
-	assert_int_equal(d.ret, -ECANCELED); /* the source told it */
-	assert_int_equal(vm.paused, 0);
-	assert_int_equal(res.decision, DT_DECISION_GIVE_UP);
+	mig_init(&m, false);
+	m.so.policy.max_rounds = 3;
+	m.so.policy.max_downtime_ns = 1; /* never fits */
+	writer_start(&m.vm, 64);
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), -ETIMEDOUT);
+	assert_int_equal(m.d.ret, -ECANCELED); /* the source told it */
+	assert_int_equal(m.vm.paused, 0);
+	assert_int_equal(m.res.decision, DT_DECISION_GIVE_UP);
 	/* With an ask callback that says switch over, the same migration completes. */
-	so.ask = ask_switch;
-	assert_int_equal(migrate(&vm, &so, &res, &d, 0, NULL, 0), 0);
-	expect_equal_memory(&vm);
-	vm_fini(&vm);
+	m.so.ask = ask_switch;
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), 0);
+	expect_equal_memory(&m.vm);
+	vm_fini(&m.vm);
 }
 
 /* The destination maps the memory itself. */

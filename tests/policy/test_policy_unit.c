@@ -191,7 +191,7 @@ static void test_policy_size(void **state)
 
 /* ---- bandwidth ------------------------------------------------------------------------ */
 
-/* Rounds at 1, 0.5 and 0.25 GB/s, all over 1 MiB: weights 1, 1/2, 1/4 (newest first) on the
+/* Rounds at 1, 0.5 and 0.25 GB/s, all over 4 MiB: weights 1, 1/2, 1/4 (newest first) on the
  * time per byte: 1/bw = (1 x 4 + 0.5 x 2 + 0.25 x 1) / 1.75 ns per byte. */
 static void test_bandwidth_formula(void **state)
 {
@@ -220,8 +220,9 @@ static void test_bandwidth_formula(void **state)
 		 (unsigned long long)out.predicted_downtime_ns);
 }
 
-/* A 40 KiB round timed at a tenth of the rate (a scheduling hiccup) moves the estimate by
- * less than 10 %; a snapshot of it would say 100 MB/s. */
+/* A 40 KiB round timed at a tenth of the rate (a 0.4 ms scheduling hiccup) moves the
+ * estimate by less than 2 %; a snapshot of it would say 100 MB/s. A 2 MiB round (a quarter
+ * of the full weight) at half the rate, by 10 to 30 %. */
 static void test_bandwidth_short_round(void **state)
 {
 	static const uint64_t dirty[] = {0, 65536, 65536, 10, 65536};
@@ -232,8 +233,15 @@ static void test_bandwidth_short_round(void **state)
 	before = decide(r, 3).bandwidth;
 	r[3].send_ns *= 10, r[3].round_ns = r[3].send_ns + MS;
 	after = decide(r, 5).bandwidth;
-	PT_CHECK(after > 0.9 * before && after <= before * 1.000001, ,
+	PT_CHECK(after > 0.98 * before && after <= before * 1.000001, ,
 		 "%.0f B/s before the short round, %.0f after", before, after);
+	make_trace(r, 5, dirty, 1e9);
+	r[3].dirty_pages = r[3].sent_pages = 512;
+	r[3].sent_bytes = 512 * PAGE;
+	r[3].send_ns = r[3].sent_bytes * 2, r[3].round_ns = r[3].send_ns + MS;
+	after = decide(r, 5).bandwidth;
+	PT_CHECK(after > 0.7 * before && after < 0.9 * before, ,
+		 "%.0f B/s after a slow 2 MiB round", after);
 }
 
 /* Device state is in the prediction. */
@@ -327,7 +335,7 @@ static void test_verdict_ratio_one_count(void **state)
 	r[0].total_bytes = r[1].total_bytes = r[0].sent_bytes;
 	r[1].dirty_pages = MEM_PAGES * 6 / 10;
 	out = decide(r, 2);
-	PT_CHECK(out.verdict == DT_VERDICT_DIVERGING && fabs(out.link_ratio - 1.2) < 1e-6, ,
+	PT_CHECK(out.verdict == DT_VERDICT_DIVERGING && fabs(out.link_ratio - 1.2) < 1e-4, ,
 		 "ratio %.4f: %s", out.link_ratio, dt_verdict_name(out.verdict));
 }
 
