@@ -338,12 +338,15 @@ static void explain(struct dt_policy_out *out, const struct policy_eff *p,
 		else
 			snprintf(
 				b, len,
-				"predicted %s ms > %s ms: %llu pages at %s MB/s; %s (%s%s %%/round, "
-				"dirty/link %s %%)",
+				"predicted %s ms > %s ms: %llu pages at %s MB/s; %s (%s%s%s dirty/link %s %%)",
 				MS(out->predicted_downtime_ns), MS(p->max_downtime_ns),
 				(unsigned long long)s->dirty_pages, MBPS(a->bandwidth),
-				dt_verdict_name(a->verdict), a->rel_slope < 0 ? "-" : "+",
-				PCT(a->rel_slope), PCT(a->link_ratio));
+				dt_verdict_name(a->verdict),
+				n == 2		   ? "one count,"
+				: a->rel_slope < 0 ? "-"
+						   : "+",
+				n == 2 ? "" : PCT(a->rel_slope), n == 2 ? "" : " %/round,",
+				PCT(a->link_ratio));
 		break;
 	}
 }

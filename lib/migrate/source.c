@@ -210,6 +210,9 @@ static int handshake(struct msrc *m)
 		ret = wire_read(&m->r, &msg);
 	if (ret)
 		return ret;
+	if (msg.type == WIRE_ERROR)
+		return log_fail(-EPROTO, "migrate: the destination refused the stream: %s (%d)",
+				msg.error.msg, msg.error.err);
 	if (msg.type != WIRE_PONG || msg.ping != t0)
 		return log_fail(-EPROTO, "migrate: expected PONG, the destination sent %s",
 				wire_type_name(msg.type));

@@ -249,6 +249,9 @@ static struct dt_migrate_source_opts source_opts(struct vm *vm, struct dt_transp
 		.pause = cb_pause,
 		.resume = cb_resume,
 		.on_round = cb_round,
+		/* Correctness, not timing: a loaded machine must not make the policy give up.
+		 * The tests about giving up set their own limit. */
+		.policy = {.max_downtime_ns = 10000000000ull},
 	};
 }
 
@@ -306,6 +309,12 @@ static void mig_init(struct mig *m, bool with_ring)
 {
 	vm_init(&m->vm, with_ring);
 	m->so = source_opts(&m->vm, NULL);
+}
+
+/* After a migration: the writer runs again, for another one from the same VM. */
+static void mig_init_again(struct mig *m)
+{
+	writer_start(&m->vm, m->vm.write_span);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -683,6 +692,91 @@ static void test_dest_bad_checksum(void **state)
 	vm_fini(&vm);
 }
 
+/* The same over real sockets: TCP on loopback (IPv4 and IPv6 when present) and UNIX. */
+struct accept_arg {
+	struct dt_listener *l;
+	struct dest *d;
+	const struct dt_region *r;
+	struct dt_transport *t;
+};
+
+static void *accept_and_receive(void *arg)
+{
+	struct accept_arg *a = arg;
+
+	a->t = dt_listener_accept(a->l, 10000);
+	if (!a->t) {
+		a->d->ret = -errno;
+		return NULL;
+	}
+	a->d->opts = (struct dt_migrate_dest_opts){
+		.size = sizeof(a->d->opts), .transport = a->t, .regions = a->r, .nregions = 1};
+	a->d->ret = dt_migrate_dest(&a->d->opts, &a->d->res);
+	return NULL;
+}
+
+static void migrate_over(struct mig *m, struct dt_listener *l, struct dt_transport *(*conn)(void *),
+			 void *conn_arg)
+{
+	struct accept_arg a = {.l = l, .d = &m->d, .r = &m->vm.dst_region};
+	pthread_t th;
+
+	assert_non_null(l);
+	memset(m->vm.dst, 0, NPAGES * PAGE);
+	assert_int_equal(pthread_create(&th, NULL, accept_and_receive, &a), 0);
+	m->so.transport = conn(conn_arg);
+	assert_non_null(m->so.transport);
+	assert_int_equal(dt_migrate_source(&m->so, &m->res), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(m->d.ret, 0);
+	expect_equal_memory(&m->vm);
+	assert_int_equal(m->d.res.bytes_received, dt_transport_bytes_sent(m->so.transport));
+	dt_transport_free(m->so.transport);
+	dt_transport_free(a.t);
+	dt_listener_free(l);
+}
+
+static uint16_t tcp_port;
+static const char *tcp_host;
+
+static struct dt_transport *conn_tcp(void *arg)
+{
+	return dt_connect_tcp(tcp_host, tcp_port, 5000);
+}
+
+static struct dt_transport *conn_unix(void *arg)
+{
+	return dt_connect_unix(arg, 5000);
+}
+
+static void test_sockets(void **state)
+{
+	char path[64];
+	struct dt_listener *l;
+	struct mig m;
+
+	mig_init(&m, true);
+	writer_start(&m.vm, 256);
+	m.so.ask = ask_switch;
+	tcp_host = "127.0.0.1";
+	l = dt_listen_tcp(tcp_host, 0);
+	assert_non_null(l);
+	tcp_port = dt_listener_port(l);
+	migrate_over(&m, l, conn_tcp, NULL);
+	tcp_host = "::1";
+	l = dt_listen_tcp(tcp_host, 0);
+	if (l) { /* IPv6 may be off in a container */
+		tcp_port = dt_listener_port(l);
+		mig_init_again(&m);
+		migrate_over(&m, l, conn_tcp, NULL);
+	}
+	snprintf(path, sizeof(path), "/tmp/dt-test-migrate-%d.sock", (int)getpid());
+	mig_init_again(&m);
+	migrate_over(&m, dt_listen_unix(path), conn_unix, path);
+	unlink(path);
+	vm_fini(&m.vm);
+}
+
 static void test_einval(void **state)
 {
 	static uint8_t dummy[4 * PAGE];
@@ -754,6 +848,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_dest_bad_streams),
 		cmocka_unit_test(test_untracked_write_caught),
 		cmocka_unit_test(test_dest_bad_checksum),
+		cmocka_unit_test(test_sockets),
 		cmocka_unit_test(test_einval),
 	};
 	const char *env = getenv("DT_SEED");
