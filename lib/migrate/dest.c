@@ -10,6 +10,8 @@
  * an ERROR record (best effort) so the source can tell the user why.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -29,8 +31,22 @@ struct mdst {
 	struct mig_memory mem;
 	struct wire_layout layout;
 	uint32_t page_size;
-	bool *loaded; /* per device of opts */
+	bool *loaded;			  /* per device of opts */
+	char why[WIRE_MAX_ERROR_MSG + 1]; /* the reason of a refusal, sent in ERROR */
 };
+
+/* Refuse the stream: log why, and keep the reason for the ERROR record to the source. */
+static int __attribute__((format(printf, 3, 4)))
+refuse(struct mdst *d, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->why, sizeof(d->why), fmt, ap);
+	va_end(ap);
+	log_err("dt_migrate_dest: %s", d->why);
+	return err;
+}
 
 /* Map anonymous memory for the stream's layout; the result owns it. */
 static int map_layout(struct mdst *d, const struct wire_layout *l)
@@ -50,8 +66,7 @@ static int map_layout(struct mdst *d, const struct wire_layout *l)
 			d->res->nregions = i + 1;
 	}
 	if (ret)
-		return log_fail(ret, "dt_migrate_dest: cannot map the memory of the layout (%d)",
-				ret);
+		return refuse(d, ret, "cannot map the memory of the layout (%d)", ret);
 	return mig_memory_init(&d->mem, regs, l->count, 0, 0, "dt_migrate_dest");
 }
 
@@ -67,14 +82,14 @@ static int take_layout(struct mdst *d, const struct wire_layout *l)
 	if (ret)
 		return ret;
 	if (d->mem.count != l->count)
-		return log_fail(-EPROTO, "dt_migrate_dest: the stream has %u regions, we have %u",
-				l->count, d->mem.count);
+		return refuse(d, -EPROTO, "the stream has %u regions, we have %u", l->count,
+			      d->mem.count);
 	for (uint32_t i = 0; i < l->count; i++)
 		if (d->mem.regions[i].addr != l->regions[i].addr ||
 		    d->mem.regions[i].size != l->regions[i].size)
-			return log_fail(
-				-EPROTO,
-				"dt_migrate_dest: stream region [0x%llx, +0x%llx) is not ours [0x%llx, +0x%llx)",
+			return refuse(
+				d, -EPROTO,
+				"stream region [0x%llx, +0x%llx) is not ours [0x%llx, +0x%llx)",
 				(unsigned long long)l->regions[i].addr,
 				(unsigned long long)l->regions[i].size,
 				(unsigned long long)d->mem.regions[i].addr,
@@ -97,9 +112,8 @@ static int apply_pages(struct mdst *d, const struct wire_pages *p)
 
 		if (wire_layout_locate(&d->layout, d->page_size, run->first, run->count, &reg,
 				       &off))
-			return log_fail(-EPROTO,
-					"dt_migrate_dest: pages [%llu, +%u) lie outside the layout",
-					(unsigned long long)run->first, run->count);
+			return refuse(d, -EPROTO, "pages [%llu, +%u) lie outside the layout",
+				      (unsigned long long)run->first, run->count);
 		dst = (char *)d->mem.host[reg] + off;
 		if (!(run->flags & WIRE_RUN_ZERO)) {
 			memcpy(dst, data, len);
@@ -125,19 +139,16 @@ static int load_device(struct mdst *d, const struct wire_device *dev)
 		if (strcmp(md->name, dev->name))
 			continue;
 		if (d->loaded[i])
-			return log_fail(-EPROTO, "dt_migrate_dest: device %s sent twice",
-					dev->name);
+			return refuse(d, -EPROTO, "device %s sent twice", dev->name);
 		ret = md->load(md->opaque, dev->state, dev->state_len);
 		if (ret)
-			return log_fail(ret < 0 ? ret : -ECANCELED,
-					"dt_migrate_dest: device %s refused its state (%d)",
-					dev->name, ret);
+			return refuse(d, ret < 0 ? ret : -ECANCELED,
+				      "device %s refused its state (%d)", dev->name, ret);
 		d->loaded[i] = true;
 		d->res->ndevices_loaded++;
 		return 0;
 	}
-	return log_fail(-ENOENT, "dt_migrate_dest: state for device %s, which we do not have",
-			dev->name);
+	return refuse(d, -ENOENT, "state for device %s, which we do not have", dev->name);
 }
 
 static int finish(struct mdst *d, const struct wire_end *end)
@@ -149,17 +160,15 @@ static int finish(struct mdst *d, const struct wire_end *end)
 		return ret;
 	d->res->digest = digest;
 	if (end->pages != d->res->pages_received)
-		return log_fail(-EPROTO, "dt_migrate_dest: END counts %llu pages, we got %llu",
-				(unsigned long long)end->pages,
-				(unsigned long long)d->res->pages_received);
+		return refuse(d, -EPROTO, "END counts %llu pages, we got %llu",
+			      (unsigned long long)end->pages,
+			      (unsigned long long)d->res->pages_received);
 	if (end->ndevices != d->res->ndevices_loaded)
-		return log_fail(-EPROTO, "dt_migrate_dest: END counts %u device states, we got %u",
-				end->ndevices, d->res->ndevices_loaded);
+		return refuse(d, -EPROTO, "END counts %u device states, we got %u", end->ndevices,
+			      d->res->ndevices_loaded);
 	if (end->digest != digest)
-		return log_fail(
-			-EPROTO,
-			"dt_migrate_dest: memory digest %016llx differs from the source's %016llx",
-			(unsigned long long)digest, (unsigned long long)end->digest);
+		return refuse(d, -EPROTO, "memory digest %016llx differs from the source's %016llx",
+			      (unsigned long long)digest, (unsigned long long)end->digest);
 	return wire_send_ack(&d->w, 0, digest);
 }
 
@@ -194,8 +203,7 @@ static int receive(struct mdst *d)
 				m.error.msg, m.error.err);
 			return -ECANCELED;
 		default:
-			return log_fail(-EPROTO, "dt_migrate_dest: unexpected %s record",
-					wire_type_name(m.type));
+			return refuse(d, -EPROTO, "unexpected %s record", wire_type_name(m.type));
 		}
 		if (ret)
 			return ret;
@@ -211,8 +219,8 @@ static int handshake(struct mdst *d)
 	if (ret)
 		return ret;
 	if (m.type != WIRE_HELLO)
-		return log_fail(-EPROTO, "dt_migrate_dest: the stream starts with %s, not HELLO",
-				wire_type_name(m.type));
+		return refuse(d, -EPROTO, "the stream starts with %s, not HELLO",
+			      wire_type_name(m.type));
 	features = m.hello.features & WIRE_F_ALL;
 	d->page_size = m.hello.page_size;
 	wire_writer_set_features(&d->w, features);
@@ -224,8 +232,7 @@ static int handshake(struct mdst *d)
 	if (ret)
 		return ret;
 	if (m.type != WIRE_LAYOUT)
-		return log_fail(-EPROTO, "dt_migrate_dest: expected LAYOUT, got %s",
-				wire_type_name(m.type));
+		return refuse(d, -EPROTO, "expected LAYOUT, got %s", wire_type_name(m.type));
 	return take_layout(d, &m.layout);
 }
 
@@ -261,7 +268,8 @@ int dt_migrate_dest(const struct dt_migrate_dest_opts *opts, struct dt_migrate_d
 	if (!ret)
 		ret = receive(&d);
 	if (ret && ret != -EPIPE && ret != -ECONNRESET && ret != -ECANCELED)
-		wire_send_error(&d.w, ret, "the destination refused the stream (see its log)");
+		wire_send_error(&d.w, ret,
+				d.why[0] ? d.why : "malformed record (see the destination's log)");
 	d.res->bytes_received = d.r.bytes;
 	wire_reader_fini(&d.r);
 	wire_writer_fini(&d.w);
