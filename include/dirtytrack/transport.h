@@ -38,13 +38,16 @@ void dt_listener_free(struct dt_listener *l);
 /* Connect, trying every address of host; NULL and errno on failure. */
 struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout_ms);
 struct dt_transport *dt_connect_unix(const char *path, int timeout_ms);
-/* A connected stream socket or pipe-like fd; the transport owns it and closes it. */
+/* A connected stream socket or pipe-like fd; the transport owns it and closes it. A fd that
+ * is not a socket (pipe, file) is switched to O_NONBLOCK. On failure (NULL, errno) the fd is
+ * left open and still the caller's. */
 struct dt_transport *dt_transport_from_fd(int fd);
 
 /* Two connected in-memory ends; each end's send buffer holds capacity bytes (0: 4 MiB), a
  * sender waits while it is full. fail_after_bytes > 0: the pair breaks after that many bytes
  * have been sent in either direction (both ends then get -ECONNRESET / -EPIPE), to test an
- * abort mid-stream. */
+ * abort mid-stream. The count is over both directions together; exactly that many bytes go
+ * through and can all be received before -ECONNRESET. opts NULL: the defaults. */
 struct dt_transport_pair_opts {
 	size_t size; /* sizeof(struct dt_transport_pair_opts) */
 	size_t capacity;
@@ -58,7 +61,8 @@ int dt_transport_send(struct dt_transport *t, const void *buf, size_t len);
 int dt_transport_sendv(struct dt_transport *t, const struct iovec *iov, int iovcnt);
 int dt_transport_recv(struct dt_transport *t, void *buf, size_t len);
 
-/* Per call timeout of send and recv in ms (-1: none, the default). */
+/* Per call timeout of send and recv in ms (-1: none, the default): the deadline of the whole
+ * call. A call that timed out may have moved a prefix (see the counters). */
 int dt_transport_set_timeout(struct dt_transport *t, int timeout_ms);
 /* Bytes moved so far, each way. */
 uint64_t dt_transport_bytes_sent(const struct dt_transport *t);

@@ -297,6 +297,32 @@ static void test_shutdown_wakes(void **state)
 	}
 }
 
+/* As shutdown(SHUT_RDWR): the peer still receives what was sent before, then the end. */
+static void test_shutdown_then_peer_drains(void **state)
+{
+	for (int k = TCP4; k <= UNIX_SOCK; k += UNIX_SOCK - TCP4) {
+		struct dt_transport *a, *b;
+		uint8_t buf[4096] = {0};
+		int ret = 0;
+
+		ctx_set("%s", kind_names[k]);
+		connect_pair(k, &a, &b);
+		assert_int_equal(dt_transport_send(a, "0123456789", 10), 0);
+		dt_transport_shutdown(a);
+		EXPECT_EQ(dt_transport_send(a, buf, 1), (uint64_t)-EPIPE);
+		EXPECT_EQ(dt_transport_recv(a, buf, 1), (uint64_t)-ECONNRESET);
+		assert_int_equal(dt_transport_recv(b, buf, 10), 0);
+		assert_memory_equal(buf, "0123456789", 10);
+		EXPECT_EQ(dt_transport_recv(b, buf, 1), (uint64_t)-ECONNRESET);
+		/* TCP may take a first send before the reset comes back */
+		for (int tries = 0; tries < 100 && !ret; tries++)
+			ret = dt_transport_send(b, buf, sizeof(buf));
+		EXPECT_EQ(ret, (uint64_t)-EPIPE);
+		dt_transport_free(a);
+		dt_transport_free(b);
+	}
+}
+
 /* A pipe's read end handed over: no socket shutdown, the eventfd wakes the reader. */
 static void test_shutdown_wakes_pipe(void **state)
 {
@@ -512,6 +538,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_accept_timeout),
 		cmocka_unit_test(test_peer_closed),
 		cmocka_unit_test(test_shutdown_wakes),
+		cmocka_unit_test(test_shutdown_then_peer_drains),
 		cmocka_unit_test(test_shutdown_wakes_pipe),
 		cmocka_unit_test(test_unix_socket_file),
 		cmocka_unit_test(test_connect_refused),
