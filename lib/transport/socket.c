@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * transport/socket.c - transports over a file descriptor: TCP (IPv4, IPv6), UNIX stream
- * sockets, and any fd a caller hands over (a connected socket, a pipe-like fd, a file), with
- * the listeners that accept the first two.
+ * sockets, and any fd a caller hands over (a connected socket, a pipe-like fd, a file), and
+ * connecting to a listener (socket_listen.c has the listeners).
  *
  * Invariants:
  * - A connected socket is in blocking mode; a call without a timeout lets the kernel block
@@ -18,7 +18,7 @@
  *   older socket file but never another kind of file (-EEXIST), and is removed at free if it
  *   is still the one we made.
  */
-#include "transport/transport_impl.h"
+#include "transport/socket_impl.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -35,36 +35,16 @@
 #include "core/log.h"
 #include "sys/sys.h"
 
-#define LISTEN_BACKLOG 64
-#define IOV_WINDOW     64 /* iovec descriptors handed to one sendmsg() */
+#define IOV_WINDOW 64 /* iovec descriptors handed to one sendmsg() */
 
 struct sock_transport {
 	struct dt_transport head;
 	int fd;
 	int wake_fd; /* non-socket fds: an eventfd shutdown makes readable; else -1 */
-	enum sock_kind { SOCK_TCP, SOCK_UNIX, SOCK_FD } kind;
+	enum sock_kind kind;
 };
 
 static const char *const kind_names[] = {"tcp", "unix", "fd"};
-
-struct dt_listener {
-	int fd;
-	int family;
-	uint16_t port;
-	char *path; /* UNIX: the socket file we made (dev, ino), removed at free */
-	uint64_t dev, ino;
-};
-
-static const char *err_text(int err, char *buf, size_t len)
-{
-	return strerror_r(-err, buf, len);
-}
-
-#define log_errno(err, fmt, ...)                                                                   \
-	do {                                                                                       \
-		char eb_[64];                                                                      \
-		log_err(fmt ": %s", __VA_ARGS__, err_text(err, eb_, sizeof(eb_)));                 \
-	} while (0)
 
 static struct sock_transport *to_sock(struct dt_transport *t)
 {
@@ -259,7 +239,7 @@ static struct dt_transport *sock_new(int fd, enum sock_kind kind)
 }
 
 /* A transport owning fd (closed if that fails), or NULL with errno -fd for a failed fd. */
-static struct dt_transport *sock_adopt(int fd, enum sock_kind kind)
+struct dt_transport *sock_adopt(int fd, enum sock_kind kind)
 {
 	struct dt_transport *t = fd < 0 ? NULL : sock_new(fd, kind);
 	int err = fd < 0 ? -fd : errno;
@@ -272,7 +252,7 @@ static struct dt_transport *sock_adopt(int fd, enum sock_kind kind)
 	return t;
 }
 
-static int set_nodelay(int fd)
+int set_nodelay(int fd)
 {
 	int one = 1;
 
@@ -390,7 +370,7 @@ struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout
 	return sock_adopt(fd, SOCK_TCP);
 }
 
-static int unix_address(const char *path, struct sockaddr_un *sun)
+int unix_address(const char *path, struct sockaddr_un *sun)
 {
 	size_t len;
 
@@ -416,229 +396,4 @@ struct dt_transport *dt_connect_unix(const char *path, int timeout_ms)
 	if (fd < 0)
 		log_errno(fd, "dt_connect_unix: %s", path ? path : "(null)");
 	return sock_adopt(fd, SOCK_UNIX);
-}
-
-/* ---- listening -------------------------------------------------------------------------- */
-
-static struct dt_listener *listener_new(int fd, int family, const char *path)
-{
-	struct dt_listener *l = xzalloc(sizeof(*l));
-
-	if (l && path && !(l->path = xzalloc(strlen(path) + 1))) {
-		xfree(l);
-		return NULL;
-	}
-	if (!l)
-		return NULL;
-	if (path)
-		strcpy(l->path, path);
-	l->fd = fd;
-	l->family = family;
-	return l;
-}
-
-/* A listening socket bound to sa (dual_stack: an IPv6 socket that takes IPv4 too). */
-static int listen_on(const struct sockaddr *sa, unsigned salen, bool dual_stack)
-{
-	int fd = sys_socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	int one = 1, zero = 0;
-	int r;
-
-	if (fd < 0)
-		return fd;
-	r = sys_setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (!r && dual_stack)
-		r = sys_setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (!r)
-		r = sys_bind(fd, sa, salen);
-	if (!r)
-		r = sys_listen(fd, LISTEN_BACKLOG);
-	if (r) {
-		sys_close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static int listen_any(uint16_t port)
-{
-	struct sockaddr_in6 in6 = {
-		.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT, .sin6_port = htons(port)};
-	struct sockaddr_in in4 = {.sin_family = AF_INET,
-				  .sin_addr.s_addr = htonl(INADDR_ANY),
-				  .sin_port = htons(port)};
-	int fd = listen_on((struct sockaddr *)&in6, sizeof(in6), true);
-
-	/* No IPv6 here (not built, or disabled): IPv4 alone. */
-	if (fd == -EAFNOSUPPORT || fd == -EPROTONOSUPPORT || fd == -EADDRNOTAVAIL)
-		fd = listen_on((struct sockaddr *)&in4, sizeof(in4), false);
-	return fd;
-}
-
-struct dt_listener *dt_listen_tcp(const char *host, uint16_t port)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct sockaddr_storage ss;
-	unsigned sslen = sizeof(ss);
-	struct addrinfo *res, *ai;
-	struct dt_listener *l;
-	char service[8];
-	int fd = -EADDRNOTAVAIL;
-	int r;
-
-	if (!host) {
-		fd = listen_any(port);
-	} else {
-		snprintf(service, sizeof(service), "%u", port);
-		r = sys_getaddrinfo(host, service, &hints, &res);
-		if (r) {
-			log_errno(r, "dt_listen_tcp: resolve %s", host);
-			errno = -r;
-			return NULL;
-		}
-		for (ai = res; ai; ai = ai->ai_next) {
-			fd = listen_on(ai->ai_addr, ai->ai_addrlen, false);
-			if (fd >= 0)
-				break;
-		}
-		freeaddrinfo(res);
-	}
-	r = fd < 0 ? fd : sys_getsockname(fd, (struct sockaddr *)&ss, &sslen);
-	if (r) {
-		log_errno(r, "dt_listen_tcp: %s port %u", host ? host : "*", port);
-		goto fail;
-	}
-	l = listener_new(fd, ss.ss_family, NULL);
-	if (!l) {
-		r = log_fail(-ENOMEM, "dt_listen_tcp: out of memory");
-		goto fail;
-	}
-	l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						 : ((struct sockaddr_in *)&ss)->sin_port);
-	return l;
-fail:
-	if (fd >= 0)
-		sys_close(fd);
-	errno = -r;
-	return NULL;
-}
-
-/* Make room for a socket file at path: replace an old socket, refuse anything else. */
-static int unix_clear_path(const char *path)
-{
-	uint64_t dev, ino;
-	uint32_t mode;
-	int r = sys_lstat(path, &mode, &dev, &ino);
-
-	if (r == -ENOENT)
-		return 0;
-	if (r)
-		return r;
-	if (!S_ISSOCK(mode))
-		return -EEXIST;
-	r = sys_unlink(path);
-	return r == -ENOENT ? 0 : r;
-}
-
-struct dt_listener *dt_listen_unix(const char *path)
-{
-	struct dt_listener *l = NULL;
-	struct sockaddr_un sun;
-	bool bound = false;
-	uint64_t dev = 0, ino = 0;
-	uint32_t mode;
-	int fd = -1;
-	int r;
-
-	r = unix_address(path, &sun);
-	if (!r)
-		r = unix_clear_path(path);
-	if (!r)
-		r = fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	if (r >= 0)
-		r = sys_bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	bound = r == 0;
-	/* 0600 before listen(): until then a connect is refused, so nobody gets in early. */
-	if (!r)
-		r = sys_chmod(path, 0600);
-	if (!r)
-		r = sys_lstat(path, &mode, &dev, &ino);
-	if (!r)
-		r = sys_listen(fd, LISTEN_BACKLOG);
-	if (!r) {
-		l = listener_new(fd, AF_UNIX, path);
-		if (!l)
-			r = -ENOMEM;
-	}
-	if (r < 0) {
-		log_errno(r, "dt_listen_unix: %s", path ? path : "(null)");
-		if (bound)
-			sys_unlink(path);
-		if (fd >= 0)
-			sys_close(fd);
-		errno = -r;
-		return NULL;
-	}
-	l->dev = dev;
-	l->ino = ino;
-	return l;
-}
-
-uint16_t dt_listener_port(const struct dt_listener *l)
-{
-	return l ? l->port : 0;
-}
-
-struct dt_transport *dt_listener_accept(struct dt_listener *l, int timeout_ms)
-{
-	struct pollfd pfd;
-	uint64_t deadline;
-	int fd, r;
-
-	if (!l || timeout_ms < -1) {
-		errno = EINVAL;
-		return NULL;
-	}
-	deadline = sys_deadline_ms(timeout_ms);
-	for (;;) {
-		/* Accepted sockets are blocking whatever the listener's mode. */
-		fd = sys_accept(l->fd, 0);
-		if (fd >= 0 || (fd != -EAGAIN && fd != -ECONNABORTED))
-			break;
-		pfd = (struct pollfd){.fd = l->fd, .events = POLLIN};
-		r = sys_poll_until(&pfd, 1, deadline);
-		if (r <= 0) {
-			fd = r ? r : -ETIMEDOUT;
-			break;
-		}
-	}
-	if (fd >= 0 && l->family != AF_UNIX) {
-		r = set_nodelay(fd);
-		if (r) {
-			sys_close(fd);
-			fd = r;
-		}
-	}
-	if (fd == -ETIMEDOUT)
-		log_debug("dt_listener_accept: timed out after %d ms", timeout_ms);
-	else if (fd < 0)
-		log_errno(fd, "dt_listener_accept: %s", l->path ? l->path : "tcp");
-	return sock_adopt(fd, l->family == AF_UNIX ? SOCK_UNIX : SOCK_TCP);
-}
-
-void dt_listener_free(struct dt_listener *l)
-{
-	uint64_t dev, ino;
-	uint32_t mode;
-
-	if (!l)
-		return;
-	/* Remove the socket file only if it is still ours, not a successor's. */
-	if (l->path && !sys_lstat(l->path, &mode, &dev, &ino) && dev == l->dev && ino == l->ino)
-		sys_unlink(l->path);
-	sys_close(l->fd);
-	xfree(l->path);
-	xfree(l);
 }
