@@ -155,6 +155,10 @@ struct dt_migrate_source_opts {
 	unsigned ndevices;
 	struct dt_policy policy;
 	uint32_t flags;
+	/* Bytes per second the stream may use (0: as fast as the transport goes), as QEMU's
+	 * max-bandwidth: pre-copy rounds and stop-and-copy alike, so the bandwidth the policy
+	 * measures is the one the final phase gets. */
+	uint64_t max_bandwidth;
 	void *opaque;
 	/* Stop vCPUs and devices (required). Resume them after a failure past the pause. */
 	int (*pause)(void *opaque);

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <dirtytrack/migrate.h>
 
@@ -40,6 +41,7 @@ struct msrc {
 	struct dt_round_stats *stats;
 	unsigned nstats, cap;
 	uint64_t rtt_ns, digest_ns; /* digest_ns: estimated for the whole memory, one side */
+	uint64_t t_start;	    /* for max_bandwidth */
 	bool paused;
 };
 
@@ -67,11 +69,47 @@ static uint64_t count_in_regions(const struct msrc *m, const uint64_t *bits, con
 	return n;
 }
 
+/* max_bandwidth: sleep until the bytes sent so far fit the rate since the stream began. */
+static void throttle(struct msrc *m)
+{
+	uint64_t due, now;
+	struct timespec ts;
+
+	if (!m->o->max_bandwidth)
+		return;
+	due = m->t_start + (uint64_t)((double)m->w.bytes * 1e9 / (double)m->o->max_bandwidth);
+	now = mig_now_ns();
+	if (due <= now)
+		return;
+	ts.tv_sec = (time_t)((due - now) / 1000000000ull);
+	ts.tv_nsec = (long)((due - now) % 1000000000ull);
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Pages go out in batches of at most THROTTLE_CHUNK pages when a rate is set, so the
+ * stream is paced in steps of 1 MiB rather than of whole 16 MiB batches. */
+#define THROTTLE_CHUNK 256u
+
 static int add_run(void *arg, uint64_t page, void *host, uint64_t count)
 {
 	struct msrc *m = arg;
+	int ret = 0;
 
-	return wire_batch_add(&m->w, &m->b, page, host, count);
+	if (!m->o->max_bandwidth)
+		return wire_batch_add(&m->w, &m->b, page, host, count);
+	while (count && !ret) {
+		uint64_t n = count < THROTTLE_CHUNK ? count : THROTTLE_CHUNK;
+
+		ret = wire_batch_add(&m->w, &m->b, page, host, n);
+		if (!ret && m->b.data_len >= THROTTLE_CHUNK * MIG_PAGE_SIZE)
+			ret = wire_batch_flush(&m->w, &m->b);
+		throttle(m);
+		page += n;
+		host = (char *)host + n * MIG_PAGE_SIZE;
+		count -= n;
+	}
+	return ret;
 }
 
 /* Send the pages of m->tosend; the batch counters give pages, zero pages and bytes. */
@@ -441,6 +479,7 @@ int dt_migrate_source(const struct dt_migrate_source_opts *opts, struct dt_migra
 	if (ret)
 		return ret;
 	ret = setup(&m);
+	m.t_start = mig_now_ns();
 	if (!ret)
 		ret = handshake(&m);
 	if (!ret) {

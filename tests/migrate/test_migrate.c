@@ -475,7 +475,7 @@ static void harvest_all(struct vm *vm, uint64_t *bits)
 
 static void test_abort_merges_back(void **state)
 {
-	uint64_t want[NPAGES / 64], got[NPAGES / 64], rng = seed ^ 0xab07, breaks[7], whole;
+	uint64_t want[NPAGES / 64], got[NPAGES / 64], rng = seed ^ 0xab07, breaks[19], whole;
 	struct dt_migrate_result res;
 	struct dt_migrate_source_opts so;
 	struct dest d;
@@ -494,6 +494,9 @@ static void test_abort_merges_back(void **state)
 	breaks[4] = whole - (64 << 10);
 	breaks[5] = whole - 40;
 	breaks[6] = whole - 10;
+	/* And random points, from the seed. */
+	for (unsigned k = 7; k < sizeof(breaks) / sizeof(breaks[0]); k++)
+		breaks[k] = 1 + rnd(&rng) % whole;
 	for (unsigned k = 0; k < sizeof(breaks) / sizeof(breaks[0]); k++) {
 		int ret;
 
@@ -777,6 +780,23 @@ static void test_sockets(void **state)
 	vm_fini(&m.vm);
 }
 
+/* max_bandwidth paces the stream: it cannot finish faster than its bytes at that rate. */
+static void test_rate_limit(void **state)
+{
+	const uint64_t rate = 10000000; /* bytes per second: well below any build's speed */
+	struct mig m;
+
+	mig_init(&m, false);
+	m.so.max_bandwidth = rate;
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), 0);
+	expect_equal_memory(&m.vm);
+	if ((double)m.res.total_ns < (double)m.res.bytes_sent / rate * 1e9 * 0.95)
+		fail_msg("%llu bytes in %.3f s: faster than %llu B/s",
+			 (unsigned long long)m.res.bytes_sent, m.res.total_ns / 1e9,
+			 (unsigned long long)rate);
+	vm_fini(&m.vm);
+}
+
 static void test_einval(void **state)
 {
 	static uint8_t dummy[4 * PAGE];
@@ -849,6 +869,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_untracked_write_caught),
 		cmocka_unit_test(test_dest_bad_checksum),
 		cmocka_unit_test(test_sockets),
+		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_einval),
 	};
 	const char *env = getenv("DT_SEED");
