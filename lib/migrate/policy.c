@@ -285,7 +285,7 @@ static uint64_t predict_downtime(const struct policy_eff *p, const struct dt_rou
 		       fixed);
 }
 
-/* x (>= 0) with one decimal, whatever the locale: "12.3"; "inf" past 2^53. No libm. */
+/* x (>= 0) with one decimal, whatever the locale: "12.3"; "inf" past 2^50. No libm. */
 static const char *dec1(char *buf, size_t len, double x)
 {
 	uint64_t tenths;

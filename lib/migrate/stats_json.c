@@ -97,8 +97,6 @@ int dt_round_stats_json(const struct dt_round_stats *s, char *buf, size_t len)
 
 	if (!s || (!buf && len))
 		return -EINVAL;
-	if (len)
-		buf[0] = '\0';
 	put(&j, "{\"round\":%u,\"dirty\":{", s->round);
 	for (unsigned c = 0; c < DT_NCLASSES; c++)
 		put(&j, "%s\"%s\":%llu", c ? "," : "", class_keys[c],

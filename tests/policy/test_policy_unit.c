@@ -129,14 +129,23 @@ static void test_einval(void **state)
 	MUTATE(0, bad[0].zero_pages = bad[0].sent_pages + 1, "zero pages > sent");
 	MUTATE(0, bad[1].send_ns = bad[1].round_ns + 1, "send_ns > round_ns");
 	MUTATE(0, (bad[0].round = 1, bad[1].round = 0), "rounds swapped");
+	MUTATE(0, bad[0].page_size = bad[1].page_size = bad[2].page_size = 3000,
+	       "page size not a power of two in every round");
 #undef MUTATE
 	/* The newest round is not sent yet: its send fields are not checked. */
 	memcpy(bad, r, sizeof(r));
 	bad[2].zero_pages = 5;
 	bad[2].send_ns = 9;
 	bad[2].round_ns = 1;
-	bad[2].total_bytes = 0;
+	bad[2].total_bytes = UINT64_MAX; /* nor its total: a recorded trace has the one after */
 	assert_int_equal(dt_policy_decide(&policy, bad, 3, &out), 0);
+	{
+		struct dt_policy_out ref;
+
+		assert_int_equal(dt_policy_decide(&policy, r, 3, &ref), 0);
+		PT_CHECK(!memcmp(&out, &ref, sizeof(out)), , "'%s' vs '%s'", out.reason,
+			 ref.reason);
+	}
 
 	p.max_bytes_factor = -1;
 	expect_einval(&p, r, 3, "negative byte factor");
@@ -280,6 +289,11 @@ static void test_verdicts(void **state)
 		{"flat", {0, 50000, 50000, 50000}, 4, DT_VERDICT_STALLED},
 		{"flat within 5 %", {0, 50000, 51000, 49500, 50500}, 5, DT_VERDICT_STALLED},
 		{"flat at zero", {0, 0, 0, 0}, 4, DT_VERDICT_STALLED},
+		{"creeping up 2 % a round", {0, 50000, 51000, 52000, 53000}, 5, DT_VERDICT_STALLED},
+		{"creeping up 6 % a round",
+		 {0, 50000, 53000, 56000, 59000},
+		 5,
+		 DT_VERDICT_DIVERGING},
 		{"rising", {0, 20000, 30000, 45000}, 4, DT_VERDICT_DIVERGING},
 		{"fell, then rises (last 4)",
 		 {0, 90000, 10000, 12000, 15000, 19000},
@@ -306,6 +320,34 @@ static void test_verdicts(void **state)
 		PT_CHECK(out.verdict == c->expect, , "%s: %s, expected %s (%s)", c->what,
 			 dt_verdict_name(out.verdict), dt_verdict_name(c->expect), out.reason);
 	}
+}
+
+/*
+ * The fit covers the last 4 counts: 80000 then 50000 three times is still falling (-16 % of
+ * the mean a round); one more 50000 and the 80000 has left the window: flat. The rounds
+ * last 4x their send (a saturated working set), so dirty/link stays low and out of the way.
+ */
+static void test_trend_window(void **state)
+{
+	static const uint64_t dirty[] = {0, 80000, 50000, 50000, 50000, 50000};
+	struct dt_round_stats r[6];
+	struct dt_policy_out out;
+
+	make_trace(r, 6, dirty, 1e9);
+	for (unsigned k = 1; k < 5; k++)
+		r[k].round_ns = 4 * r[k].send_ns;
+	out = decide(r, 5);
+	PT_CHECK(out.verdict == DT_VERDICT_CONVERGING &&
+			 fabs(out.rel_slope + 9000.0 / 57500) < 1e-9,
+		 , "%s, slope %.4f (%s)", dt_verdict_name(out.verdict), out.rel_slope, out.reason);
+	PT_CHECK(fabs(out.slope + 9000) < 1e-6, , "slope %.3f pages/round", out.slope);
+	out = decide(r, 6);
+	PT_CHECK(out.verdict == DT_VERDICT_STALLED && out.rel_slope == 0, , "%s, slope %.4f",
+		 dt_verdict_name(out.verdict), out.rel_slope);
+	/* The dirty rate is over the whole previous round, not its send. */
+	PT_CHECK(out.dirty_rate == 50000 * 1e9 / (double)r[4].round_ns, , "dirty rate %.3f",
+		 out.dirty_rate);
+	PT_CHECK(fabs(out.link_ratio - 0.25) < 1e-4, , "dirty/link %.5f", out.link_ratio);
 }
 
 /*
@@ -449,6 +491,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bandwidth_short_round),
 		cmocka_unit_test(test_device_bytes),
 		cmocka_unit_test(test_verdicts),
+		cmocka_unit_test(test_trend_window),
 		cmocka_unit_test(test_verdict_ratio_one_count),
 		cmocka_unit_test(test_ask_order),
 		cmocka_unit_test(test_limit_inclusive),
