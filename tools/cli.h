@@ -5,5 +5,7 @@
 
 /* `dirtytrack demo`: returns the process exit status. */
 int demo_container(int argc, char **argv);
+/* `dirtytrack migrate`: returns the process exit status (0, 1 failed, 2 bad usage). */
+int migrate_cmd(int argc, char **argv);
 
 #endif

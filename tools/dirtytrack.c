@@ -14,6 +14,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: dirtytrack <command> [options]\n"
 		   "commands:\n"
 		   "  demo      walk through the dirty-tracking semantics of the 2020 VFIO thread\n"
+		   "  migrate   live-migrate a test workload's memory to another process\n"
 		   "  version   print the library version\n");
 }
 
@@ -25,6 +26,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "demo"))
 		return demo_container(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "migrate"))
+		return migrate_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {
 		printf("dirtytrack %s\n", dt_version());
 		return 0;

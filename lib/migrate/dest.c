@@ -62,8 +62,13 @@ static int map_layout(struct mdst *d, const struct wire_layout *l)
 		regs[i].size = l->regions[i].size;
 		regs[i].host = sys_mmap(NULL, l->regions[i].size, PROT_READ | PROT_WRITE,
 					MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, &ret);
-		if (!ret)
-			d->res->nregions = i + 1;
+		if (ret)
+			break;
+		d->res->nregions = i + 1;
+		/* The whole memory is about to be written: fault it in now, in one call per region
+		 * (a fault per page costs 20x more, and more still in a nested guest). Advice
+		 * only: on a kernel without MADV_POPULATE_WRITE the copies fault the pages in. */
+		sys_madvise(regs[i].host, regs[i].size, MADV_POPULATE_WRITE);
 	}
 	if (ret)
 		return refuse(d, ret, "cannot map the memory of the layout (%d)", ret);

@@ -91,6 +91,11 @@ int sys_ioctl(int fd, unsigned long request, void *arg)
 	SYS_RETRY(int, ioctl(fd, request, arg));
 }
 
+int sys_madvise(void *addr, size_t len, int advice)
+{
+	return madvise(addr, len, advice) ? -errno : 0;
+}
+
 int sys_open(const char *path, int flags)
 {
 	int fd;

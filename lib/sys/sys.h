@@ -16,6 +16,8 @@ int sys_range_mapped(uint64_t addr, uint64_t len);
 /* Zeroed memory, faulted in on first touch (anonymous mmap; huge pages advised from 2 MiB,
  * so that scans of big bitmaps do not miss the TLB on every word). NULL on failure. */
 void *sys_zalloc_lazy(size_t size);
+/* Advice on a mapping (madvise): 0 or -errno. */
+int sys_madvise(void *addr, size_t len, int advice);
 void sys_free_lazy(void *p, size_t size);
 
 /* The system calls of the sources (lib/track), each fault-injectable: a negative errno on

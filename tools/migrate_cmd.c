@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tools/migrate_cmd.c - `dirtytrack migrate`: the command line, and the two sides.
+ *
+ * Destination (--listen): accepts one connection and receives a whole migration into memory
+ * the library maps for the stream's layout, or into a region of --size at WORKLOAD_GPA.
+ * Source (--to): builds the test workload of workload.c, starts its tracking and threads, and
+ * migrates its region. What each side prints is in migrate_output.c.
+ *
+ * Exit status: 0 migrated (and dumped), 1 the migration (or the dump) failed, 2 bad usage.
+ * The library validates what it is given and logs why it refuses; the checks here are of
+ * what it cannot know (a missing --size, a hot set larger than memory, more than RAM).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <dirtytrack/dirtytrack.h>
+
+#include "cli.h"
+#include "migrate_output.h"
+#include "workload.h"
+
+struct endpoint {
+	bool is_unix;
+	char host[256]; /* empty: every address (listen only) */
+	unsigned port;
+	const char *path;
+	const char *text; /* as given, for messages */
+};
+
+struct migrate_args {
+	const char *listen, *to, *dump;
+	struct endpoint ep;
+	uint64_t size, seed, dirty_rate, hot, pinned, max_bandwidth;
+	double max_downtime_ms;
+	bool no_defer, compress, json, verbose;
+	const char *source_only; /* the first source option seen (its name), to refuse it with
+				  * --listen */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: dirtytrack migrate --listen tcp:HOST:PORT|unix:PATH [--size S] [--dump FILE]\n"
+		"                          [--json] [-v]\n"
+		"       dirtytrack migrate --to tcp:HOST:PORT|unix:PATH --size S [--seed N]\n"
+		"                          [--dirty-rate PAGES/S] [--hot PAGES] [--pinned PAGES]\n"
+		"                          [--max-downtime MS] [--max-bandwidth BYTES/S] [--no-defer]\n"
+		"                          [--compress] [--dump FILE] [--json] [-v]\n"
+		"\n"
+		"  --listen EP          destination: accept one migration (PORT 0: any free port; the\n"
+		"                       line 'listening tcp HOST:PORT' on stderr says which)\n"
+		"  --to EP              source: migrate a test workload's memory to EP\n"
+		"  --size S             bytes of memory (K, M, G suffixes); destination: receive into\n"
+		"                       a region of that size rather than memory mapped for the stream\n"
+		"  --seed N             initial contents and pages written (default 1)\n"
+		"  --dirty-rate N       pages per second a writer thread dirties (default 0: none)\n"
+		"  --hot N              the writer dirties a hot set of N pages (default: uniform)\n"
+		"  --pinned N           a fake DMA device pins a ring of N pages and writes it\n"
+		"  --max-downtime MS    switch over when the predicted downtime fits (default 300)\n"
+		"  --max-bandwidth B    bytes per second on the wire (K, M, G suffixes; default: no\n"
+		"                       limit)\n"
+		"  --no-defer           send pinned pages in every round (as QEMU) instead of once\n"
+		"  --compress           zstd page batches\n"
+		"  --dump FILE          write the final memory to FILE (source: as sent, at the\n"
+		"                       switchover; destination: as received)\n"
+		"  --json               one JSON object per round and a final one, on stdout\n"
+		"  -v, --verbose        the library's info messages (decisions and their reasons)\n");
+}
+
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "dirtytrack migrate: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n\n");
+	usage(stderr);
+	return 2;
+}
+
+/* A decimal count with an optional K, M, G or T suffix (binary multiples). */
+static bool parse_count(const char *s, uint64_t *out)
+{
+	static const char suffixes[] = "KMGT";
+	uint64_t v, mul = 1;
+	const char *sfx;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	if (*end && (sfx = strchr(suffixes, toupper((unsigned char)*end)))) {
+		mul = 1ull << (10 * (sfx - suffixes + 1));
+		end++;
+	}
+	if (*end || v > UINT64_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+/* A TCP port: 1 to 5 decimal digits, at most 65535. */
+static bool parse_port(const char *s, unsigned *port)
+{
+	unsigned long v = 0;
+	size_t n = strspn(s, "0123456789");
+
+	if (!n || n > 5 || s[n])
+		return false;
+	v = strtoul(s, NULL, 10);
+	*port = (unsigned)v;
+	return v <= 65535;
+}
+
+/* tcp:HOST:PORT (HOST may be [v6], empty or * for every address) or unix:PATH. */
+static bool parse_endpoint(const char *s, struct endpoint *ep)
+{
+	const char *hp, *colon;
+	size_t hlen;
+
+	memset(ep, 0, sizeof(*ep));
+	ep->text = s;
+	if (!strncmp(s, "unix:", 5)) {
+		ep->is_unix = true;
+		ep->path = s + 5;
+		return *ep->path != '\0';
+	}
+	if (strncmp(s, "tcp:", 4))
+		return false;
+	hp = s + 4;
+	colon = strrchr(hp, ':');
+	if (!colon || !parse_port(colon + 1, &ep->port))
+		return false;
+	hlen = (size_t)(colon - hp);
+	if (hlen >= 2 && hp[0] == '[' && hp[hlen - 1] == ']') {
+		hp++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(ep->host) || memchr(hp, '[', hlen) || memchr(hp, ']', hlen))
+		return false;
+	if (!(hlen == 1 && hp[0] == '*'))
+		memcpy(ep->host, hp, hlen);
+	return true;
+}
+
+enum {
+	OPT_LISTEN = 256,
+	OPT_TO,
+	OPT_SIZE,
+	OPT_SEED,
+	OPT_DIRTY_RATE,
+	OPT_HOT,
+	OPT_PINNED,
+	OPT_MAX_DOWNTIME,
+	OPT_MAX_BANDWIDTH,
+	OPT_NO_DEFER,
+	OPT_COMPRESS,
+	OPT_DUMP,
+	OPT_JSON,
+};
+
+static const struct option long_options[] = {
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"to", required_argument, NULL, OPT_TO},
+	{"size", required_argument, NULL, OPT_SIZE},
+	{"seed", required_argument, NULL, OPT_SEED},
+	{"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
+	{"hot", required_argument, NULL, OPT_HOT},
+	{"pinned", required_argument, NULL, OPT_PINNED},
+	{"max-downtime", required_argument, NULL, OPT_MAX_DOWNTIME},
+	{"max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH},
+	{"no-defer", no_argument, NULL, OPT_NO_DEFER},
+	{"compress", no_argument, NULL, OPT_COMPRESS},
+	{"dump", required_argument, NULL, OPT_DUMP},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* The option's value into *out, or a usage error naming it. */
+static int count_arg(const char *name, uint64_t *out)
+{
+	if (!parse_count(optarg, out))
+		return usage_error("%s: expected a number (K, M, G suffixes allowed)", name);
+	return 0;
+}
+
+/* Milliseconds, fractions allowed: more than 0, at most 1e9. */
+static int ms_arg(const char *name, double *out)
+{
+	char *end;
+
+	*out = strtod(optarg, &end);
+	if (end == optarg || *end || !isfinite(*out) || *out <= 0 || *out > 1e9)
+		return usage_error("%s: expected milliseconds > 0, not '%s'", name, optarg);
+	return 0;
+}
+
+/* 0, 2 for bad usage (said why), or -1 for --help (usage printed). */
+static int parse_args(int argc, char **argv, struct migrate_args *a)
+{
+	uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+	int c, idx, ret = 0;
+
+	memset(a, 0, sizeof(*a));
+	a->seed = 1;
+	optind = 1;
+	while (!ret && (c = getopt_long(argc, argv, "vh", long_options, &idx)) != -1) {
+		switch (c) {
+		case OPT_LISTEN:
+		case OPT_TO:
+			if (a->listen || a->to)
+				return usage_error("give exactly one of --listen (destination) and "
+						   "--to (source)");
+			*(c == OPT_LISTEN ? &a->listen : &a->to) = optarg;
+			break;
+		case OPT_SIZE:
+			ret = count_arg("--size", &a->size);
+			if (!ret && !a->size)
+				ret = usage_error("--size: must be more than 0");
+			break;
+		case OPT_DUMP:
+			a->dump = optarg;
+			break;
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case 'v':
+			a->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return -1;
+		case '?':
+			return usage_error("bad option (see above)");
+		default:
+			/* The rest are options of the source. */
+			a->source_only = a->source_only ? a->source_only : long_options[idx].name;
+			if (c == OPT_SEED)
+				ret = count_arg("--seed", &a->seed);
+			else if (c == OPT_DIRTY_RATE)
+				ret = count_arg("--dirty-rate", &a->dirty_rate);
+			else if (c == OPT_HOT)
+				ret = count_arg("--hot", &a->hot);
+			else if (c == OPT_PINNED)
+				ret = count_arg("--pinned", &a->pinned);
+			else if (c == OPT_MAX_BANDWIDTH)
+				ret = count_arg("--max-bandwidth", &a->max_bandwidth);
+			else if (c == OPT_NO_DEFER)
+				a->no_defer = true;
+			else if (c == OPT_COMPRESS)
+				a->compress = true;
+			else if (c == OPT_MAX_DOWNTIME)
+				ret = ms_arg("--max-downtime", &a->max_downtime_ms);
+			break;
+		}
+	}
+	if (ret)
+		return ret;
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!a->listen == !a->to)
+		return usage_error("give exactly one of --listen (destination) and --to "
+				   "(source)");
+	if (!parse_endpoint(a->listen ? a->listen : a->to, &a->ep))
+		return usage_error("bad endpoint '%s': expected tcp:HOST:PORT or unix:PATH",
+				   a->listen ? a->listen : a->to);
+	if (a->size % WORKLOAD_PAGE)
+		return usage_error("--size: must be a multiple of 4096 bytes");
+	if (a->listen) {
+		if (a->source_only)
+			return usage_error("--%s is an option of the source (--to)",
+					   a->source_only);
+		return 0;
+	}
+	if (!a->size)
+		return usage_error("the source needs --size (bytes > 0)");
+	/* The workload populates about three quarters of it: more than RAM cannot work. */
+	if (a->size > ram)
+		return usage_error("--size: more than this machine's memory (%llu MiB)",
+				   (unsigned long long)(ram >> 20));
+	if (!a->ep.is_unix && (!a->ep.host[0] || !a->ep.port))
+		return usage_error("--to %s: give a host and a port other than 0", a->to);
+	if (a->dirty_rate > 100000000)
+		return usage_error("--dirty-rate: at most 100M pages per second");
+	if (a->hot > a->size / WORKLOAD_PAGE)
+		return usage_error("--hot: more pages than --size holds");
+	if (a->pinned > a->size / WORKLOAD_PAGE || a->pinned > (1u << 30))
+		return usage_error("--pinned: more pages than --size holds");
+	return 0;
+}
+
+/* ---- the destination -------------------------------------------------------------------- */
+
+static struct dt_listener *listen_on(const struct endpoint *ep)
+{
+	struct dt_listener *l;
+
+	l = ep->is_unix ? dt_listen_unix(ep->path)
+			: dt_listen_tcp(ep->host[0] ? ep->host : NULL, (uint16_t)ep->port);
+	if (!l) {
+		fprintf(stderr, "dirtytrack migrate: cannot listen on %s: %s\n", ep->text,
+			strerror(errno));
+		return NULL;
+	}
+	/* Machine-readable: a script that asked for port 0 reads the port here. */
+	if (ep->is_unix)
+		fprintf(stderr, "listening unix %s\n", ep->path);
+	else if (strchr(ep->host, ':'))
+		fprintf(stderr, "listening tcp [%s]:%u\n", ep->host, dt_listener_port(l));
+	else
+		fprintf(stderr, "listening tcp %s:%u\n", ep->host[0] ? ep->host : "*",
+			dt_listener_port(l));
+	return l;
+}
+
+static uint64_t dest_bytes(const struct dt_region *r, unsigned n)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned i = 0; r && i < n; i++)
+		bytes += r[i].size;
+	return bytes;
+}
+
+static int run_dest(const struct migrate_args *a)
+{
+	struct dt_migrate_dest_result res = {0};
+	struct dt_migrate_dest_opts opts = {.size = sizeof(opts)};
+	struct dt_region region = {.addr = WORKLOAD_GPA, .size = a->size};
+	struct dt_listener *l = listen_on(&a->ep);
+	struct dt_transport *t;
+	uint64_t t0;
+	int ret, status = 1;
+
+	if (!l)
+		return 1;
+	t = dt_listener_accept(l, -1);
+	if (!t) {
+		fprintf(stderr, "dirtytrack migrate: accept on %s failed: %s\n", a->ep.text,
+			strerror(errno));
+		dt_listener_free(l);
+		return 1;
+	}
+	dt_listener_free(l);
+	if (a->size) {
+		region.host = mmap(NULL, a->size, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (region.host == MAP_FAILED) {
+			fprintf(stderr, "dirtytrack migrate: cannot map %llu bytes: %s\n",
+				(unsigned long long)a->size, strerror(errno));
+			dt_transport_free(t);
+			return 1;
+		}
+		opts.regions = &region;
+		opts.nregions = 1;
+	}
+	opts.transport = t;
+	t0 = out_now_ns();
+	ret = dt_migrate_dest(&opts, &res);
+	dt_transport_shutdown(t);
+	if (!ret) {
+		const struct dt_region *r = a->size ? &region : res.regions;
+		unsigned n = a->size ? 1 : res.nregions;
+
+		status = 0;
+		if (a->dump && out_dump(a->dump, r, n))
+			status = 1;
+	}
+	out_dest_result(a->json, ret, &res,
+			dest_bytes(a->size ? &region : res.regions, a->size ? 1 : res.nregions),
+			out_now_ns() - t0);
+	dt_migrate_dest_result_release(&res);
+	dt_transport_free(t);
+	if (a->size)
+		munmap(region.host, a->size);
+	return status;
+}
+
+/* ---- the source ------------------------------------------------------------------------- */
+
+/* The engine passes one opaque to every callback. */
+struct source_ctx {
+	struct workload *w;
+	struct out_progress progress;
+};
+
+static int ctx_pause(void *opaque)
+{
+	return workload_pause(((struct source_ctx *)opaque)->w);
+}
+
+static void ctx_resume(void *opaque)
+{
+	workload_resume(((struct source_ctx *)opaque)->w);
+}
+
+static void ctx_round(void *opaque, const struct dt_round_stats *s, const char *json)
+{
+	out_round(&((struct source_ctx *)opaque)->progress, s, json);
+}
+
+static struct dt_transport *connect_to(const struct endpoint *ep)
+{
+	struct dt_transport *t = ep->is_unix ? dt_connect_unix(ep->path, 5000)
+					     : dt_connect_tcp(ep->host, (uint16_t)ep->port, 5000);
+
+	if (!t)
+		fprintf(stderr, "dirtytrack migrate: cannot connect to %s: %s\n", ep->text,
+			strerror(errno));
+	return t;
+}
+
+static int run_source(const struct migrate_args *a)
+{
+	struct workload_opts wo = {.size = a->size,
+				   .seed = a->seed,
+				   .dirty_rate = a->dirty_rate,
+				   .hot_pages = a->hot,
+				   .ring_pages = a->pinned};
+	struct dt_migrate_source_opts opts = {.size = sizeof(opts)};
+	struct dt_migrate_result res;
+	struct source_ctx ctx = {0};
+	struct out_source_info info = {.size = a->size};
+	struct workload *w = NULL;
+	struct dt_transport *t = connect_to(&a->ep);
+	int ret, status = 1;
+
+	if (!t)
+		return 1;
+	ret = workload_new(&wo, &w);
+	if (!ret)
+		ret = workload_start(w);
+	if (ret) {
+		fprintf(stderr, "dirtytrack migrate: cannot set up the workload: %s (%d)\n",
+			strerror(-ret), ret);
+		goto out;
+	}
+	opts.transport = t;
+	opts.set = workload_set(w);
+	opts.regions = workload_region(w);
+	opts.nregions = 1;
+	opts.policy.max_downtime_ns = (uint64_t)(a->max_downtime_ms * 1e6);
+	opts.policy.no_defer_pinned = a->no_defer;
+	opts.flags = a->compress ? DT_MIGRATE_COMPRESS : 0;
+	opts.max_bandwidth = a->max_bandwidth;
+	ctx.w = w;
+	opts.opaque = &ctx;
+	opts.pause = ctx_pause;
+	opts.resume = ctx_resume;
+	opts.on_round = ctx_round;
+	out_progress_begin(&ctx.progress, a->json, !a->verbose);
+	ret = dt_migrate_source(&opts, &res);
+	out_progress_end(&ctx.progress);
+	/* On success the workload stays paused: memory is exactly what was sent. */
+	if (!ret) {
+		status = 0;
+		if (a->dump && out_dump(a->dump, workload_region(w), 1))
+			status = 1;
+	}
+	info.source = workload_source_name(w);
+	info.writes = workload_writes(w);
+	info.device_writes = workload_device_writes(w);
+	out_source_result(a->json, ret, &res, &info);
+out:
+	workload_free(w);
+	dt_transport_shutdown(t);
+	dt_transport_free(t);
+	return status;
+}
+
+int migrate_cmd(int argc, char **argv)
+{
+	struct migrate_args a;
+	int ret = parse_args(argc, argv, &a);
+
+	if (ret)
+		return ret < 0 ? 0 : ret;
+	dt_set_log(dt_log_stderr, NULL, a.verbose ? DT_LOG_INFO : DT_LOG_WARN);
+	ret = a.listen ? run_dest(&a) : run_source(&a);
+	dt_set_log(NULL, NULL, DT_LOG_WARN);
+	return ret;
+}
