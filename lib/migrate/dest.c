@@ -233,7 +233,10 @@ static int handshake(struct mdst *d)
 	if (ret)
 		return ret;
 	wire_reader_set_features(&d->r, features);
-	ret = wire_read(&d->r, &m);
+	/* PINGs (the source timing the round trip) until the LAYOUT. */
+	while (!(ret = wire_read(&d->r, &m)) && m.type == WIRE_PING)
+		if ((ret = wire_send_pong(&d->w, m.ping)))
+			return ret;
 	if (ret)
 		return ret;
 	if (m.type != WIRE_LAYOUT)

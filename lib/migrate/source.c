@@ -219,7 +219,26 @@ static int decide(struct msrc *m, struct dt_round_stats *s)
 	return 0;
 }
 
-/* HELLO both ways, LAYOUT, and a PING for the round-trip time. */
+/* PING, and wait for its PONG (or the destination's ERROR). */
+static int ping(struct msrc *m, uint64_t value)
+{
+	struct wire_msg msg;
+	int ret = wire_send_ping(&m->w, value);
+
+	if (!ret)
+		ret = wire_read(&m->r, &msg);
+	if (ret)
+		return ret;
+	if (msg.type == WIRE_ERROR)
+		return log_fail(-EPROTO, "migrate: the destination refused the stream: %s (%d)",
+				msg.error.msg, msg.error.err);
+	if (msg.type != WIRE_PONG || msg.ping != value)
+		return log_fail(-EPROTO, "migrate: expected PONG, the destination sent %s",
+				wire_type_name(msg.type));
+	return 0;
+}
+
+/* HELLO both ways, a PING for the round-trip time, LAYOUT. */
 static int handshake(struct msrc *m)
 {
 	uint32_t want = WIRE_F_XXH3 | (m->o->flags & DT_MIGRATE_COMPRESS ? WIRE_F_ZSTD : 0);
@@ -241,22 +260,14 @@ static int handshake(struct msrc *m)
 				wire_type_name(msg.type), msg.hello.features);
 	wire_writer_set_features(&m->w, msg.hello.features);
 	wire_reader_set_features(&m->r, msg.hello.features);
-	ret = wire_send_layout(&m->w, m->mem.regions, m->mem.count);
+	/* The round trip, timed before the destination has memory to set up; then the layout,
+	 * and a second PING whose answer says the destination took it. */
 	t0 = mig_now_ns();
-	if (!ret)
-		ret = wire_send_ping(&m->w, t0);
-	if (!ret)
-		ret = wire_read(&m->r, &msg);
-	if (ret)
-		return ret;
-	if (msg.type == WIRE_ERROR)
-		return log_fail(-EPROTO, "migrate: the destination refused the stream: %s (%d)",
-				msg.error.msg, msg.error.err);
-	if (msg.type != WIRE_PONG || msg.ping != t0)
-		return log_fail(-EPROTO, "migrate: expected PONG, the destination sent %s",
-				wire_type_name(msg.type));
+	ret = ping(m, t0);
 	m->rtt_ns = mig_now_ns() - t0;
-	return 0;
+	if (!ret)
+		ret = wire_send_layout(&m->w, m->mem.regions, m->mem.count);
+	return ret ? ret : ping(m, t0 + 1);
 }
 
 /* Time the digest over (up to) 1 MiB, best of 4 (a preempted try says nothing about the
@@ -523,6 +534,8 @@ int dt_migrate_source(const struct dt_migrate_source_opts *opts, struct dt_migra
 		ret = handshake(&m);
 	if (!ret) {
 		calibrate_digest(&m);
+		log_info("migrate: round trip %.3f ms, memory digest ~%.1f ms per side",
+			 m.rtt_ns / 1e6, m.digest_ns / 1e6);
 		ret = precopy(&m);
 	}
 	if (!ret)
