@@ -20,6 +20,18 @@
  * Choose N so that a harvest interval rarely fills it (N = 4096 covers 16 MiB of writes per
  * vCPU); the kernel's minimum is one page of entries and its maximum 65536.
  *
+ * Overflow: some hosts (seen on kvm_pvm, whose vCPUs run in KVM's instruction emulator) do
+ * not stop a vCPU at the soft limit and let it fill the ring completely, then overwrite its
+ * oldest entries: those pages are lost to the ring. A drain that finds every entry of a ring
+ * dirty cannot rule that out, so the source then stops being exact: it clears
+ * DT_SOURCE_CAP_EXACT and reports every page of every region at each harvest from then on
+ * (pessimistic, never wrong), and logs why; a restart (which the caller follows with a full
+ * copy) makes it exact again. The kernel's indices are then off by the overwritten entries
+ * (its reset index can no longer reach its push index), so the usable ring shrinks; a vCPU
+ * that keeps exiting full while every ring is empty is wedged, and
+ * dt_source_kvm_ring_full() fails with -EOVERFLOW instead of letting the VMM spin. On such
+ * hosts (dmesg shows a WARNING in kvm_dirty_ring_push) use the dirty log.
+ *
  * Locking: lock serialises draining (rings, fetch indices, RESET) and the accumulation
  * bitmap, so a vCPU thread in ring_full and a harvest never drain the same entry twice.
  *
@@ -75,7 +87,14 @@ struct kvm_ring {
 	uint64_t acc_pending; /* bits set in acc (upper bound) */
 	uint64_t strays;      /* entries outside every region, ignored */
 	bool reset_pending;   /* entries marked RESET, KVM_RESET_DIRTY_RINGS not done */
+	uint64_t drained;     /* entries consumed, all time */
+	bool lossy;	      /* a ring overflowed: every harvest reports every page */
+	unsigned empty_fulls; /* ring_full calls in a row that found nothing */
 };
+
+/* Ring-full exits in a row with nothing to drain before the vCPU is declared wedged: one is
+ * normal (a harvest drained the ring between the exit and the call). */
+#define WEDGED_AFTER 3u
 
 static uint32_t round_pow2(uint32_t x)
 {
@@ -202,7 +221,7 @@ static uint32_t gfn_flags_acquire(struct kvm_dirty_gfn *e)
  * not, if any. A ring with no dirty entry stays unsynced, unless it was never used at all. */
 static void ring_resync(struct ring_vcpu *v, uint32_t n, bool at_init)
 {
-	bool pristine = at_init;
+	bool pristine = at_init, all_dirty = true;
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct kvm_dirty_gfn *e = &v->gfns[i];
@@ -216,9 +235,13 @@ static void ring_resync(struct ring_vcpu *v, uint32_t n, bool at_init)
 		}
 		if (f || e->slot || e->offset)
 			pristine = false;
+		if (!(f & KVM_DIRTY_GFN_F_DIRTY))
+			all_dirty = false;
 	}
-	if (pristine) {
-		v->fetch = 0;
+	/* Every entry dirty (a ring that overflowed): all are consumed, from anywhere. */
+	if (pristine || all_dirty) {
+		if (pristine)
+			v->fetch = 0;
 		v->synced = true;
 	}
 }
@@ -274,6 +297,23 @@ static const struct slot_index *slot_lookup(const struct kvm_ring *kr, unsigned 
 	return bsearch(&key, kr->by_slot, nregions, sizeof(key), slot_cmp);
 }
 
+/* A drain consumed a whole ring: KVM may have overwritten entries and may push next
+ * anywhere. Resynchronise, and stop claiming exactness. */
+static void ring_overflowed(struct dt_source *src, unsigned v)
+{
+	struct kvm_ring *kr = src->priv;
+
+	kr->vcpus[v].synced = false;
+	if (kr->lossy)
+		return;
+	kr->lossy = true;
+	src->caps_off |= DT_SOURCE_CAP_EXACT;
+	log_warn("kvm-dirty-ring: the ring of vCPU fd %d filled up (%u entries) before its vCPU "
+		 "exited: the kernel may have overwritten entries; every page is reported dirty "
+		 "from now on (use a larger ring, harvest more often, or the dirty log)",
+		 src->vcpu_fds[v], src->ring_entries);
+}
+
 /* Move every dirty entry of every ring into acc (or drop it), mark it RESET, then hand the
  * entries back to KVM. Called with kr->lock held. */
 static int ring_drain(struct dt_source *src, bool discard)
@@ -286,12 +326,14 @@ static int ring_drain(struct dt_source *src, bool discard)
 
 	for (unsigned v = 0; v < src->nvcpus; v++) {
 		struct ring_vcpu *rv = &kr->vcpus[v];
+		uint32_t from;
 
 		if (!rv->synced) {
 			ring_resync(rv, n, false);
 			if (!rv->synced)
 				continue;
 		}
+		from = rv->fetch;
 		for (;;) {
 			struct kvm_dirty_gfn *e = &rv->gfns[rv->fetch & (n - 1)];
 			uint32_t slot;
@@ -305,6 +347,7 @@ static int ring_drain(struct dt_source *src, bool discard)
 					      memory_order_release);
 			rv->fetch++;
 			got++;
+			kr->drained++;
 			if (discard)
 				continue;
 			if (!hit || hit->slot != slot)
@@ -316,6 +359,8 @@ static int ring_drain(struct dt_source *src, bool discard)
 			ubuf_or(kr->acc, kr->acc_word[hit->region] + off / 64, 1ull << (off % 64));
 			kr->acc_pending++;
 		}
+		if (rv->fetch - from >= n)
+			ring_overflowed(src, v);
 	}
 	if (!got && !kr->reset_pending)
 		return 0;
@@ -337,6 +382,9 @@ static int ring_start(struct dt_source *src)
 	ret = ring_drain(src, true);
 	memset(kr->acc, 0, kr->acc_words * 8);
 	kr->acc_pending = 0;
+	/* The caller copies everything after a start: an earlier overflow no longer matters. */
+	kr->lossy = false;
+	src->caps_off &= ~DT_SOURCE_CAP_EXACT;
 	pthread_mutex_unlock(&kr->lock);
 	if (ret)
 		return ret;
@@ -351,10 +399,23 @@ static int ring_stop(struct dt_source *src)
 static int ring_full(struct dt_source *src)
 {
 	struct kvm_ring *kr = src->priv;
+	uint64_t before;
 	int ret;
 
 	pthread_mutex_lock(&kr->lock);
+	before = kr->drained;
 	ret = ring_drain(src, false);
+	if (!ret && kr->drained == before) {
+		if (++kr->empty_fulls >= WEDGED_AFTER)
+			ret = log_fail(
+				-EOVERFLOW,
+				"kvm-dirty-ring: a vCPU exited ring-full %u times with every "
+				"ring empty: the kernel's ring indices are inconsistent (an "
+				"overflow); this VM cannot run with the dirty ring",
+				kr->empty_fulls);
+	} else {
+		kr->empty_fulls = 0;
+	}
 	pthread_mutex_unlock(&kr->lock);
 	return ret;
 }
@@ -366,10 +427,14 @@ static int64_t ring_harvest(struct dt_source *src, struct harvest_target *t, uin
 
 	pthread_mutex_lock(&kr->lock);
 	ret = ring_drain(src, false);
-	if (kr->acc_pending) {
+	if (kr->lossy || kr->acc_pending) {
 		for (unsigned i = 0; i < src->nregions; i++)
-			target_or_bitmap(t, src->regions[i].addr, kr->acc + kr->acc_word[i],
-					 src->regions[i].size >> SRC_PAGE_SHIFT);
+			if (kr->lossy)
+				target_set_pages(t, src->regions[i].addr,
+						 src->regions[i].size >> SRC_PAGE_SHIFT);
+			else
+				target_or_bitmap(t, src->regions[i].addr, kr->acc + kr->acc_word[i],
+						 src->regions[i].size >> SRC_PAGE_SHIFT);
 		memset(kr->acc, 0, kr->acc_words * 8);
 		kr->acc_pending = 0;
 	}

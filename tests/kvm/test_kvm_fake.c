@@ -53,6 +53,7 @@ static struct fake {
 	struct kvm_dirty_gfn *ring[NVCPUS];
 	uint32_t dirty_idx[NVCPUS], reset_idx[NVCPUS];
 	unsigned clears, gets, resets, full_exits;
+	uint32_t overfill; /* like kvm_pvm: no soft limit, exit only this far past a full ring */
 } fk;
 
 int __real_sys_ioctl(int fd, unsigned long request, void *arg);
@@ -334,6 +335,15 @@ static bool fake_guest_write(unsigned v, uint64_t p)
 		if (!fk.ring_bytes) {
 			bit_set(s->bits, off);
 			return true;
+		}
+		if (fk.overfill) {
+			/* push over the oldest entries (the kernel WARNs), exit late */
+			e = &fk.ring[v][fk.dirty_idx[v]++ & (ring_entries() - 1)];
+			e->slot = s->id;
+			e->offset = off;
+			atomic_store_explicit((_Atomic uint32_t *)&e->flags, KVM_DIRTY_GFN_F_DIRTY,
+					      memory_order_release);
+			return fk.dirty_idx[v] - fk.reset_idx[v] < ring_entries() + fk.overfill;
 		}
 		if (fk.dirty_idx[v] - fk.reset_idx[v] >= ring_entries()) {
 			print_error("fake KVM: ring of vCPU %u overfilled (%u entries)\n", v,
@@ -654,6 +664,82 @@ static void test_ring_bursts(void **state)
 	free(got);
 }
 
+/* A kernel that overfills the ring (kvm_pvm does): the source must notice, report every
+ * page instead of a lossy set, refuse to let a wedged vCPU spin, and be exact after a
+ * restart. */
+static void test_ring_overflow(void **state)
+{
+	uint64_t *want = bitmap_new(), *got = bitmap_new();
+	static uint32_t pages[600];
+	struct dt_source *src;
+	uint32_t e = 256;
+	int ret = 0;
+
+	fake_reset(0, true);
+	assert_int_equal(dt_kvm_dirty_ring_enable(FAKE_VM, &e), 0);
+	fake_vm_create();
+	src = fake_source(DT_SOURCE_KVM_RING);
+	EXPECT_TRUE(dt_source_caps(src) & DT_SOURCE_CAP_EXACT);
+	/* 20 entries overwritten before the exit: the pages they held are lost to the ring */
+	fk.overfill = 20;
+	memset(want, 0, (NPAGES / 64 + 1) * 8);
+	random_writes(pages, 600, want);
+	for (unsigned i = 0; i < 600; i++) {
+		if (fake_guest_write(0, pages[i]))
+			continue;
+		/* the vCPU re-enters only below the soft limit, as KVM does */
+		do
+			ret = dt_source_kvm_ring_full(src);
+		while (!ret && fk.dirty_idx[0] - fk.reset_idx[0] >= e - RSVD);
+		if (ret)
+			break;
+	}
+	/* 20 stale entries are left in the kernel's count after each reset: 600 writes leave
+	 * it below the soft limit here, so the vCPU went on */
+	EXPECT_EQ(ret, 0);
+	EXPECT_TRUE(!(dt_source_caps(src) & DT_SOURCE_CAP_EXACT));
+	EXPECT_EQ(harvest(src, got, 0), SLOT1_PAGES + SLOT2_PAGES);
+	for (uint64_t w = 0; w <= NPAGES / 64; w++)
+		EXPECT_EQ(want[w] & ~got[w], 0);
+	EXPECT_EQ(harvest(src, got, 0), SLOT1_PAGES + SLOT2_PAGES); /* sticky */
+
+	/* Overwritten past the soft limit: the count never drops below it. */
+	fk.overfill = 200;
+	random_writes(pages, 600, NULL);
+	for (unsigned i = 0, calls = 0; i < 600 && !ret; i++) {
+		if (fake_guest_write(0, pages[i]))
+			continue;
+		do {
+			ret = dt_source_kvm_ring_full(src);
+			assert_true(++calls < 20); /* not spinning */
+		} while (!ret && fk.dirty_idx[0] - fk.reset_idx[0] >= e - RSVD);
+	}
+	EXPECT_EQ(ret, -EOVERFLOW);
+
+	/* A restart on a kernel that behaves: exact again. */
+	dt_source_free(src);
+	fake_reset(0, true);
+	assert_int_equal(dt_kvm_dirty_ring_enable(FAKE_VM, &e), 0);
+	fake_vm_create();
+	src = fake_source(DT_SOURCE_KVM_RING);
+	fk.overfill = 20;
+	random_writes(pages, 600, NULL);
+	vcpu_writes(src, 0, pages, 600);
+	EXPECT_TRUE(!(dt_source_caps(src) & DT_SOURCE_CAP_EXACT));
+	fk.overfill = 0;
+	harvest(src, got, 0);
+	assert_int_equal(dt_source_stop(src), 0);
+	assert_int_equal(dt_source_start(src), 0);
+	EXPECT_TRUE(dt_source_caps(src) & DT_SOURCE_CAP_EXACT);
+	memset(want, 0, (NPAGES / 64 + 1) * 8);
+	random_writes(pages, 100, want);
+	vcpu_writes(src, 1, pages, 100);
+	check_bitmap("restarted", got, want, NPAGES, harvest(src, got, 0));
+	dt_source_free(src);
+	free(want);
+	free(got);
+}
+
 static void test_auto_choice(void **state)
 {
 	struct dt_source *src;
@@ -697,6 +783,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_log_slot_gone),
 		cmocka_unit_test(test_ring_enable_sizes),
 		cmocka_unit_test(test_ring_bursts),
+		cmocka_unit_test(test_ring_overflow),
 		cmocka_unit_test(test_auto_choice),
 	};
 

@@ -17,6 +17,8 @@
  * It uses no stack and the host writes the list, so the guest writes exactly the listed
  * pages, chosen at and above 64 KiB, away from the code (page 1) and the list (pages 2-3).
  * Guest writes take ~2 us here (kvm_pvm emulates): page counts stay in the thousands.
+ * The dirty-ring tests also
+ * check what happens when a host lets a ring overflow (kvm_pvm does).
  * Exits 77 without /dev/kvm, or (per test) without the capability tested.
  */
 #include <setjmp.h>
@@ -147,11 +149,13 @@ static struct dt_source *vm_source(struct vm *vm, enum dt_source_type type)
 	return src;
 }
 
-/* The guest increments one byte in each of pages[0..n); src handles DIRTY_RING_FULL. */
-static void guest_write(struct vm *vm, struct dt_source *src, const uint32_t *pages, unsigned n)
+/* The guest increments one byte in each of pages[0..n); src handles DIRTY_RING_FULL.
+ * Returns 0, or what dt_source_kvm_ring_full() failed with (the vCPU cannot go on). */
+static int guest_write(struct vm *vm, struct dt_source *src, const uint32_t *pages, unsigned n)
 {
 	struct kvm_regs regs = {.rip = CODE_GPA, .rsi = LIST_GPA, .rcx = n, .rflags = 2};
 	uint32_t *list = (uint32_t *)(vm->mem + LIST_GPA);
+	unsigned fulls = 0;
 
 	assert_true(n <= LIST_MAX);
 	for (unsigned i = 0; i < n; i++)
@@ -167,14 +171,21 @@ static void guest_write(struct vm *vm, struct dt_source *src, const uint32_t *pa
 			break;
 		if (vm->run->exit_reason == KVM_EXIT_DIRTY_RING_FULL) {
 			assert_non_null(src);
-			assert_int_equal(dt_source_kvm_ring_full(src), 0);
+			ret = dt_source_kvm_ring_full(src);
+			if (ret)
+				return ret;
 			vm->ring_full_exits++;
+			/* n writes can fill a ring of >= 256 entries at most n / 64 times */
+			if (++fulls > n)
+				fail_msg("vCPU spins on ring-full exits (%u) and nobody notices",
+					 fulls);
 			continue;
 		}
 		fail_msg("unexpected exit reason %u", vm->run->exit_reason);
 	}
 	assert_int_equal(ioctl(vm->vcpu, KVM_GET_REGS, &regs), 0);
 	EXPECT_EQ(regs.rcx, 0);
+	return 0;
 }
 
 static int64_t harvest(struct dt_source *src, uint64_t *got, uint32_t flags)
@@ -193,7 +204,7 @@ static void rounds(struct vm *vm, struct dt_source *src, unsigned per_round, uin
 		ctx_set("%s round %u, %u pages", dt_source_name(src), round, per_round);
 		memset(want, 0, sizeof(want));
 		random_pages(pages, per_round, FIRST_PAGE, NPAGES, want);
-		guest_write(vm, src, pages, per_round);
+		assert_int_equal(guest_write(vm, src, pages, per_round), 0);
 		check_bitmap(test_ctx, got, want, NPAGES, harvest(src, got, flags));
 		if (flags & DT_HARVEST_DEFER_CLEAR)
 			assert_int_equal(dt_source_clear(src, 0, MEM_SIZE), 0);
@@ -211,7 +222,7 @@ static void test_log(void **state)
 	vm_create(&vm, 0);
 	/* written before start: not reported */
 	random_pages(pages, 200, FIRST_PAGE, NPAGES, NULL);
-	guest_write(&vm, NULL, pages, 200);
+	assert_int_equal(guest_write(&vm, NULL, pages, 200), 0);
 	src = vm_source(&vm, DT_SOURCE_KVM_LOG);
 	EXPECT_EQ(dt_source_type(src), DT_SOURCE_KVM_LOG);
 	rounds(&vm, src, 500, 0);
@@ -235,7 +246,7 @@ static void test_log_defer_clear(void **state)
 	/* Not cleared: reported again (manual protect), or already re-armed by GET. */
 	memset(want, 0, sizeof(want));
 	random_pages(pages, 300, FIRST_PAGE, NPAGES, want);
-	guest_write(&vm, src, pages, 300);
+	assert_int_equal(guest_write(&vm, src, pages, 300), 0);
 	check_bitmap("deferred", got, want, NPAGES, harvest(src, got, DT_HARVEST_DEFER_CLEAR));
 	if (!manual)
 		memset(want, 0, sizeof(want));
@@ -252,20 +263,95 @@ static void test_log_defer_clear(void **state)
 	vm_destroy(&vm);
 }
 
+/* A ring larger than what a round writes: exact rounds, no ring-full exit needed. */
 static void test_ring(void **state)
 {
 	struct dt_source *src;
 	struct vm vm;
 
-	if (!vm_create(&vm, 64))
+	if (!vm_create(&vm, 4096))
 		skip();
-	EXPECT_TRUE(vm.ring_entries >= 64 && !(vm.ring_entries & (vm.ring_entries - 1)));
+	EXPECT_TRUE(vm.ring_entries >= 4096 && !(vm.ring_entries & (vm.ring_entries - 1)));
 	src = vm_source(&vm, DT_SOURCE_KVM_RING);
 	EXPECT_EQ(dt_source_type(src), DT_SOURCE_KVM_RING);
-	/* far more pages than the ring holds: the vCPU exits full and ring_full drains */
-	rounds(&vm, src, vm.ring_entries * 4 < 2000 ? vm.ring_entries * 4 : 2000, 0);
-	if (vm.ring_entries <= 512)
-		EXPECT_TRUE(vm.ring_full_exits > 0);
+	rounds(&vm, src, 2000, 0);
+	EXPECT_TRUE(dt_source_caps(src) & DT_SOURCE_CAP_EXACT);
+	dt_source_free(src);
+	vm_destroy(&vm);
+}
+
+/* got must hold every page of want; returns whether it holds exactly those. */
+static bool superset(const uint64_t *got, const uint64_t *want, uint64_t npages)
+{
+	bool exact = true;
+
+	for (uint64_t w = 0; w < (npages + 63) / 64; w++) {
+		if (want[w] & ~got[w])
+			fail_msg("page %llu written, not harvested; seed %llu",
+				 (unsigned long long)(w * 64 +
+						      (unsigned)__builtin_ctzll(want[w] & ~got[w])),
+				 (unsigned long long)test_seed);
+		exact &= got[w] == want[w];
+	}
+	return exact;
+}
+
+/*
+ * The smallest ring and a burst of 8x its size: the vCPU must exit ring-full and
+ * dt_source_kvm_ring_full() drain it. A kernel that honours the soft limit gives an exact
+ * harvest. One that lets the ring overflow (kvm_pvm does) must be caught: the source drops
+ * CAP_EXACT and reports every page (never fewer than written), and a vCPU the overflow
+ * wedged gets -EOVERFLOW instead of spinning. A restart makes the source exact again.
+ */
+static void test_ring_full(void **state)
+{
+	static uint64_t want[NPAGES / 64], got[NPAGES / 64];
+	static uint32_t pages[LIST_MAX];
+	struct dt_source *src;
+	unsigned burst;
+	int64_t n;
+	int ret;
+
+	struct vm vm;
+
+	if (!vm_create(&vm, 64))
+		skip();
+	src = vm_source(&vm, DT_SOURCE_KVM_RING);
+	burst = vm.ring_entries * 8 < LIST_MAX ? vm.ring_entries * 8 : LIST_MAX;
+	memset(want, 0, sizeof(want));
+	random_pages(pages, burst, FIRST_PAGE, NPAGES, want);
+	ret = guest_write(&vm, src, pages, burst);
+	if (ret) {
+		assert_int_equal(ret, -EOVERFLOW);
+		EXPECT_TRUE(!(dt_source_caps(src) & DT_SOURCE_CAP_EXACT));
+		printf("# this host's KVM overflowed a %u-entry ring and wedged the vCPU after %u "
+		       "ring-full exits: reported as -EOVERFLOW\n",
+		       vm.ring_entries, vm.ring_full_exits);
+		n = harvest(src, got, 0);
+		EXPECT_EQ(n, NPAGES);
+		dt_source_free(src);
+		vm_destroy(&vm);
+		return;
+	}
+	EXPECT_TRUE(vm.ring_full_exits > 0);
+	memset(got, 0, sizeof(got));
+	n = dt_source_harvest(src, 0, NPAGES, got, 0);
+	if (superset(got, want, NPAGES)) {
+		EXPECT_TRUE(dt_source_caps(src) & DT_SOURCE_CAP_EXACT);
+		EXPECT_EQ(n, burst);
+	} else {
+		printf("# this host's KVM overflowed a %u-entry ring: every page reported\n",
+		       vm.ring_entries);
+		EXPECT_TRUE(!(dt_source_caps(src) & DT_SOURCE_CAP_EXACT));
+		EXPECT_EQ(n, NPAGES);
+		/* sticky until a restart */
+		EXPECT_EQ(harvest(src, got, 0), NPAGES);
+		assert_int_equal(dt_source_stop(src), 0);
+		assert_int_equal(dt_source_start(src), 0);
+		EXPECT_TRUE(dt_source_caps(src) & DT_SOURCE_CAP_EXACT);
+		memset(want, 0, sizeof(want));
+		check_bitmap("restarted, nothing written", got, want, NPAGES, harvest(src, got, 0));
+	}
 	dt_source_free(src);
 	vm_destroy(&vm);
 }
@@ -292,9 +378,8 @@ static void test_auto(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_log),
-		cmocka_unit_test(test_log_defer_clear),
-		cmocka_unit_test(test_ring),
+		cmocka_unit_test(test_log),  cmocka_unit_test(test_log_defer_clear),
+		cmocka_unit_test(test_ring), cmocka_unit_test(test_ring_full),
 		cmocka_unit_test(test_auto),
 	};
 
