@@ -42,10 +42,106 @@ for i in $(seq "$RUNS"); do
 	wait_quiet "mark_64x16G $i"
 	"$BUILD/bench/bench_mark" --reps 5 --mappings 64 --map-mib 16384 \
 		> "$OUT/mark_64x16G_$i.jsonl" 2> "$OUT/mark_64x16G_$i.txt"
+	# Trackers: each source over 1 GiB, then the dirty set over 8 GiB (which writes all
+	# 8 GiB at its 100 % level: 8 GiB of RAM until it ends, and ~15 minutes here).
+	wait_quiet "track_sources $i"
+	"$BUILD/bench/bench_track" --no-set --reps 5 > "$OUT/track_sources_$i.jsonl" \
+		2> "$OUT/track_sources_$i.txt"
+	wait_quiet "track_sources_untouched $i"
+	"$BUILD/bench/bench_track" --no-set --reps 5 --untouched \
+		> "$OUT/track_sources_untouched_$i.jsonl" 2> "$OUT/track_sources_untouched_$i.txt"
+	wait_quiet "track_set $i"
+	"$BUILD/bench/bench_track" --no-sources --reps 3 > "$OUT/track_set_$i.jsonl" \
+		2> "$OUT/track_set_$i.txt"
 done
+# Migration over TCP loopback: one run, which repeats inside (3 repetitions of the throughput
+# cases, 3 writer seeds per dirty rate) and prints its own table of medians; ~6 minutes.
+wait_quiet "migrate"
+"$BUILD/bench/bench_migrate" > "$OUT/migrate.jsonl" 2> "$OUT/migrate.txt"
 here=$(dirname "$0")
 for set in report1 report64 report1_nothp mark256 mark_1x1T mark_64x16G; do
 	echo "## $set"
 	python3 "$here/summarize.py" "$OUT/${set}"_[0-9]*.jsonl
 	echo
 done
+
+# bench_track's lines, folded as summarize.py folds the others: median of the runs' medians,
+# range over the runs in parentheses, ratios from the medians.
+track_tables() {
+	python3 - "$@" <<'PY'
+import json, os, statistics, sys
+
+paths = [p for p in sys.argv[1:] if os.path.exists(p)]
+runs = [[json.loads(l) for l in open(p) if l.startswith("{")] for p in paths]
+objs = [o for run in runs for o in run]
+
+
+def cell(os_, key, scale, digits):
+    v = [o[key] / scale for o in os_]
+    return f"{statistics.median(v):.{digits}f} ({min(v):.{digits}f}–{max(v):.{digits}f})"
+
+
+def med(os_, key):
+    return statistics.median(o[key] for o in os_)
+
+
+src = [o for o in objs if o["bench"] == "track_source" and not o.get("skipped")]
+if src:
+    print(f"{src[0]['size_mib']} MiB per source "
+          f"({'resident' if src[0]['resident'] else 'never touched'}), {len(runs)} runs, "
+          f"{src[0]['reps']} repetitions each\n")
+    print("| source | dirty | pages reported | harvest ms | ns/GiB | GB/s | naive ms "
+          "| naive / harvest | pagemap read ms | memcpy bitmap µs | harvest / memcpy "
+          "| memcpy PTEs ms | harvest / memcpy PTEs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    keys = sorted(dict.fromkeys((o["source"], o["dirty_pct"]) for o in src),
+                  key=lambda k: ([o["source"] for o in src].index(k[0]), k[1]))
+    for name, pct in keys:
+        os_ = [o for o in src if o["source"] == name and o["dirty_pct"] == pct]
+        h = med(os_, "harvest_ns")
+        naive = (f"{cell(os_, 'naive_ns', 1e6, 3)} | {med(os_, 'naive_ns') / h:.1f}"
+                 if "naive_ns" in os_[0] else "- | -")
+        pm = cell(os_, "pagemap_read_ns", 1e6, 3) if "pagemap_read_ns" in os_[0] else "-"
+        print(f"| {name} | {pct:g} % | {os_[0]['reported_pages']} "
+              f"| {cell(os_, 'harvest_ns', 1e6, 3)} | {med(os_, 'ns_per_gib'):.0f} "
+              f"| {med(os_, 'gb_per_s'):.1f} | {naive} | {pm} "
+              f"| {cell(os_, 'memcpy_ns', 1e3, 2)} | {h / med(os_, 'memcpy_ns'):.0f} "
+              f"| {cell(os_, 'memcpy_pte_ns', 1e6, 3)} | {h / med(os_, 'memcpy_pte_ns'):.1f} |")
+    for o in {o["source"]: o for o in objs if o.get("skipped")}.values():
+        print(f"| {o['source']} | skipped: {o['reason']} |")
+    print()
+st = [o for o in objs if o["bench"] == "track_set"]
+if st:
+    print(f"dirty set over {st[0]['size_mib']} MiB, CPU source {st[0]['cpu_source']}, "
+          f"{st[0]['pinned_pages']} pinned pages, {len(runs)} runs, {st[0]['reps']} "
+          "repetitions each\n")
+    print("| dirty | cpu | vmm | pinned | total | harvest ms | ns/GiB | GB/s | naive ms "
+          "| naive: uffd-wp ms | naive: container ms | naive: merge ms | memcpy µs "
+          "| naive / harvest | harvest / memcpy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for pct in sorted({o["dirty_pct"] for o in st}):
+        os_ = [o for o in st if o["dirty_pct"] == pct]
+        h = med(os_, "harvest_ns")
+        print(f"| {pct:g} % | {os_[0]['cpu_pages']} | {os_[0]['vmm_pages']} "
+              f"| {os_[0]['pinned_pages']} | {os_[0]['total_pages']} "
+              f"| {cell(os_, 'harvest_ns', 1e6, 2)} | {med(os_, 'ns_per_gib'):.0f} "
+              f"| {med(os_, 'gb_per_s'):.1f} | {cell(os_, 'naive_ns', 1e6, 2)} "
+              f"| {cell(os_, 'naive_cpu_source_ns', 1e6, 2)} "
+              f"| {cell(os_, 'naive_container_ns', 1e6, 3)} "
+              f"| {cell(os_, 'naive_merge_ns', 1e6, 3)} | {cell(os_, 'memcpy_ns', 1e3, 1)} "
+              f"| {med(os_, 'naive_ns') / h:.2f} | {h / med(os_, 'memcpy_ns'):.0f} |")
+if not objs:
+    sys.exit("no results")
+faults = sum(o.get("timed_faults", 0) for o in objs)
+loads = [o["loadavg_1min"] for o in objs if o["bench"] == "track_env"]
+print(f"\nPage faults in timed sections: {faults}. 1-minute load average when each run "
+      f"started: {loads}")
+PY
+}
+for set in track_sources track_sources_untouched track_set; do
+	echo "## $set"
+	track_tables "$OUT/${set}"_[0-9]*.jsonl || true
+	echo
+done
+echo "## migrate"
+cat "$OUT/migrate.txt"

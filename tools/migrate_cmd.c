@@ -26,16 +26,9 @@
 #include <dirtytrack/dirtytrack.h>
 
 #include "cli.h"
+#include "endpoint.h"
 #include "migrate_output.h"
 #include "workload.h"
-
-struct endpoint {
-	bool is_unix;
-	char host[256]; /* empty: every address (listen only) */
-	unsigned port;
-	const char *path;
-	const char *text; /* as given, for messages */
-};
 
 struct migrate_args {
 	const char *listen, *to, *dump;
@@ -115,49 +108,6 @@ static bool parse_count(const char *s, uint64_t *out)
 }
 
 /* A TCP port: 1 to 5 decimal digits, at most 65535. */
-static bool parse_port(const char *s, unsigned *port)
-{
-	unsigned long v = 0;
-	size_t n = strspn(s, "0123456789");
-
-	if (!n || n > 5 || s[n])
-		return false;
-	v = strtoul(s, NULL, 10);
-	*port = (unsigned)v;
-	return v <= 65535;
-}
-
-/* tcp:HOST:PORT (HOST may be [v6], empty or * for every address) or unix:PATH. */
-static bool parse_endpoint(const char *s, struct endpoint *ep)
-{
-	const char *hp, *colon;
-	size_t hlen;
-
-	memset(ep, 0, sizeof(*ep));
-	ep->text = s;
-	if (!strncmp(s, "unix:", 5)) {
-		ep->is_unix = true;
-		ep->path = s + 5;
-		return *ep->path != '\0';
-	}
-	if (strncmp(s, "tcp:", 4))
-		return false;
-	hp = s + 4;
-	colon = strrchr(hp, ':');
-	if (!colon || !parse_port(colon + 1, &ep->port))
-		return false;
-	hlen = (size_t)(colon - hp);
-	if (hlen >= 2 && hp[0] == '[' && hp[hlen - 1] == ']') {
-		hp++;
-		hlen -= 2;
-	}
-	if (hlen >= sizeof(ep->host) || memchr(hp, '[', hlen) || memchr(hp, ']', hlen))
-		return false;
-	if (!(hlen == 1 && hp[0] == '*'))
-		memcpy(ep->host, hp, hlen);
-	return true;
-}
-
 enum {
 	OPT_LISTEN = 256,
 	OPT_TO,
@@ -278,7 +228,7 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 	if (!a->listen == !a->to)
 		return usage_error("give exactly one of --listen (destination) and --to "
 				   "(source)");
-	if (!parse_endpoint(a->listen ? a->listen : a->to, &a->ep))
+	if (!endpoint_parse(a->listen ? a->listen : a->to, &a->ep))
 		return usage_error("bad endpoint '%s': expected tcp:HOST:PORT or unix:PATH",
 				   a->listen ? a->listen : a->to);
 	if (a->size % WORKLOAD_PAGE)
@@ -308,28 +258,6 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 
 /* ---- the destination -------------------------------------------------------------------- */
 
-static struct dt_listener *listen_on(const struct endpoint *ep)
-{
-	struct dt_listener *l;
-
-	l = ep->is_unix ? dt_listen_unix(ep->path)
-			: dt_listen_tcp(ep->host[0] ? ep->host : NULL, (uint16_t)ep->port);
-	if (!l) {
-		fprintf(stderr, "dirtytrack migrate: cannot listen on %s: %s\n", ep->text,
-			strerror(errno));
-		return NULL;
-	}
-	/* Machine-readable: a script that asked for port 0 reads the port here. */
-	if (ep->is_unix)
-		fprintf(stderr, "listening unix %s\n", ep->path);
-	else if (strchr(ep->host, ':'))
-		fprintf(stderr, "listening tcp [%s]:%u\n", ep->host, dt_listener_port(l));
-	else
-		fprintf(stderr, "listening tcp %s:%u\n", ep->host[0] ? ep->host : "*",
-			dt_listener_port(l));
-	return l;
-}
-
 static uint64_t dest_bytes(const struct dt_region *r, unsigned n)
 {
 	uint64_t bytes = 0;
@@ -344,7 +272,7 @@ static int run_dest(const struct migrate_args *a)
 	struct dt_migrate_dest_result res = {0};
 	struct dt_migrate_dest_opts opts = {.size = sizeof(opts)};
 	struct dt_region region = {.addr = WORKLOAD_GPA, .size = a->size};
-	struct dt_listener *l = listen_on(&a->ep);
+	struct dt_listener *l = endpoint_listen(&a->ep, "dirtytrack migrate");
 	struct dt_transport *t;
 	uint64_t t0;
 	int ret, status = 1;
@@ -416,17 +344,6 @@ static void ctx_round(void *opaque, const struct dt_round_stats *s, const char *
 	out_round(&((struct source_ctx *)opaque)->progress, s, json);
 }
 
-static struct dt_transport *connect_to(const struct endpoint *ep)
-{
-	struct dt_transport *t = ep->is_unix ? dt_connect_unix(ep->path, 5000)
-					     : dt_connect_tcp(ep->host, (uint16_t)ep->port, 5000);
-
-	if (!t)
-		fprintf(stderr, "dirtytrack migrate: cannot connect to %s: %s\n", ep->text,
-			strerror(errno));
-	return t;
-}
-
 static int run_source(const struct migrate_args *a)
 {
 	struct workload_opts wo = {.size = a->size,
@@ -439,7 +356,7 @@ static int run_source(const struct migrate_args *a)
 	struct source_ctx ctx = {0};
 	struct out_source_info info = {.size = a->size};
 	struct workload *w = NULL;
-	struct dt_transport *t = connect_to(&a->ep);
+	struct dt_transport *t = endpoint_connect(&a->ep, "dirtytrack migrate");
 	int ret, status = 1;
 
 	if (!t)
