@@ -678,8 +678,8 @@ static void sweep(struct bench *b, const struct opts *o)
 	}
 	fprintf(stderr,
 		"dirty, achvd: MB/s asked of the writer and written (pages/s x 4096); err: "
-		"(predicted - actual) / actual; fixed: the predicted fixed cost (RTT + harvest +\n"
-		"2 digests); the actual downtime, ms: harv: pause to the end of the final harvest, "
+		"(predicted - actual) / actual; fixed: the predicted fixed cost (RTT + harvest;\n"
+		"the source's digest overlaps the final send); the actual downtime, ms: harv: pause to the end of the final harvest, "
 		"to END: then until END is sent\n(the final send, the source's digest (src dg) "
 		"beside it), wait: then until the destination's digest (dst dg) starts;\nfinal: MiB "
 		"sent after the pause; "

@@ -63,6 +63,8 @@ struct dt_round_stats {
 	uint64_t harvest_ns;	     /* the harvest at the start of the round */
 	uint64_t device_bytes;	     /* device state expected at switchover (pending) */
 	uint64_t fixed_cost_ns;	     /* measured switchover overhead: RTT, harvest, pause */
+	uint64_t overlap_ns;	     /* switchover work beside the final send (the source's digest):
+			      * downtime = fixed + max(transfer, overlap) */
 	uint64_t memory_bytes;	     /* size of the migrated memory */
 	uint32_t page_size;
 

@@ -8,6 +8,11 @@
  * destination checks the page count, that every device state arrived, and the digest of its
  * whole memory against the source's; only then does it ACK. Any failure is answered with
  * an ERROR record (best effort) so the source can tell the user why.
+ *
+ * The digest is kept as pages are applied (struct mig_digest): each page written updates its
+ * term from the bytes just copied (or, for a zero page, from the precomputed zero hash), so
+ * END reads no memory except pages the stream never sent. Invariant: every write into the
+ * memory goes through apply_pages(), which updates the digest of every 4 KiB page it touched.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -29,6 +34,7 @@ struct mdst {
 	struct wire_reader r;
 	struct wire_writer w;
 	struct mig_memory mem;
+	struct mig_digest digest;
 	struct wire_layout layout;
 	uint32_t page_size;
 	bool *loaded;			  /* per device of opts */
@@ -102,6 +108,78 @@ static int take_layout(struct mdst *d, const struct wire_layout *l)
 	/* wire_layout_locate() searches the layout: keep our sorted copy of it. */
 	d->layout.regions = d->mem.regions;
 	d->layout.count = d->mem.count;
+	return mig_digest_init(&d->digest, &d->mem);
+}
+
+/*
+ * The digest after bytes [off, off + len) of region reg were written: data holds them (NULL:
+ * zeros), or is not usable because the written range does not cover whole digest pages (a
+ * stream page size below 4 KiB); such pages are hashed from memory, which holds their bytes.
+ */
+static void digest_written(struct mdst *d, uint32_t reg, uint64_t off, uint64_t len,
+			   const uint8_t *data)
+{
+	const char *host = d->mem.host[reg];
+	uint64_t first = off / WIRE_DIGEST_PAGE, end = (off + len - 1) / WIRE_DIGEST_PAGE + 1;
+
+	for (uint64_t p = first; p < end; p++) {
+		uint64_t at = p * WIRE_DIGEST_PAGE;
+
+		if (at < off || at + WIRE_DIGEST_PAGE > off + len)
+			mig_digest_apply(&d->digest, reg, p, host + at);
+		else
+			mig_digest_apply(&d->digest, reg, p, data ? data + (at - off) : NULL);
+	}
+}
+
+/* Copy a run's data and keep the digest: page by page when pages are at least 4 KiB, so each
+ * page is hashed right after its copy, from the cache. */
+static void apply_data(struct mdst *d, uint32_t reg, uint64_t off, char *dst, const uint8_t *data,
+		       uint64_t len)
+{
+	if (d->page_size < WIRE_DIGEST_PAGE) {
+		memcpy(dst, data, len);
+		digest_written(d, reg, off, len, data);
+		return;
+	}
+	for (uint64_t o = 0; o < len; o += WIRE_DIGEST_PAGE) {
+		memcpy(dst + o, data + o, WIRE_DIGEST_PAGE);
+		mig_digest_apply(&d->digest, reg, (off + o) / WIRE_DIGEST_PAGE, data + o);
+	}
+}
+
+/* Apply pages [first, first + count) of one run, given its data (NULL: zero pages), in
+ * pieces that each lie in one region: a run may cross from a region into the next when they
+ * are contiguous (the source's batches join adjacent runs, ZERO ones whatever their host). */
+static int apply_run(struct mdst *d, uint64_t first, uint64_t count, const uint8_t *data)
+{
+	const uint64_t run_first = first, run_count = count;
+
+	while (count) {
+		uint64_t off, n, len;
+		uint32_t reg;
+		char *dst;
+
+		if (wire_layout_locate(&d->layout, d->page_size, first, 1, &reg, &off))
+			return refuse(d, -EPROTO, "pages [%llu, +%llu) lie outside the layout",
+				      (unsigned long long)run_first, (unsigned long long)run_count);
+		n = (d->layout.regions[reg].size - off) / d->page_size;
+		n = n < count ? n : count;
+		len = n * d->page_size;
+		dst = (char *)d->mem.host[reg] + off;
+		if (data) {
+			apply_data(d, reg, off, dst, data, len);
+			data += len;
+		} else {
+			/* Test before writing: never-touched memory stays unpopulated. */
+			for (uint64_t o = 0; o < len; o += d->page_size)
+				if (!wire_page_is_zero(dst + o, d->page_size))
+					memset(dst + o, 0, d->page_size);
+			digest_written(d, reg, off, len, NULL);
+		}
+		first += n;
+		count -= n;
+	}
 	return 0;
 }
 
@@ -111,24 +189,13 @@ static int apply_pages(struct mdst *d, const struct wire_pages *p)
 
 	for (uint32_t i = 0; i < p->nruns; i++) {
 		const struct wire_run *run = &p->runs[i];
-		uint64_t off, len = (uint64_t)run->count * d->page_size;
-		uint32_t reg;
-		char *dst;
+		bool zero = run->flags & WIRE_RUN_ZERO;
+		int ret = apply_run(d, run->first, run->count, zero ? NULL : data);
 
-		if (wire_layout_locate(&d->layout, d->page_size, run->first, run->count, &reg,
-				       &off))
-			return refuse(d, -EPROTO, "pages [%llu, +%u) lie outside the layout",
-				      (unsigned long long)run->first, run->count);
-		dst = (char *)d->mem.host[reg] + off;
-		if (!(run->flags & WIRE_RUN_ZERO)) {
-			memcpy(dst, data, len);
-			data += len;
-			continue;
-		}
-		/* Zero pages: test before writing, so never-touched memory stays unpopulated. */
-		for (uint64_t o = 0; o < len; o += d->page_size)
-			if (!wire_page_is_zero(dst + o, d->page_size))
-				memset(dst + o, 0, d->page_size);
+		if (ret)
+			return ret;
+		if (!zero)
+			data += (uint64_t)run->count * d->page_size;
 	}
 	d->res->pages_received += p->pages;
 	d->res->zero_pages += p->zero_pages;
@@ -159,7 +226,7 @@ static int load_device(struct mdst *d, const struct wire_device *dev)
 static int finish(struct mdst *d, const struct wire_end *end)
 {
 	uint64_t digest;
-	int ret = wire_digest_regions(d->mem.regions, d->mem.host, d->mem.count, &digest);
+	int ret = mig_digest_final(&d->digest, &digest);
 
 	if (ret)
 		return ret;
@@ -281,6 +348,7 @@ int dt_migrate_dest(const struct dt_migrate_dest_opts *opts, struct dt_migrate_d
 	d.res->bytes_received = d.r.bytes;
 	wire_reader_fini(&d.r);
 	wire_writer_fini(&d.w);
+	mig_digest_fini(&d.digest);
 	mig_memory_fini(&d.mem);
 	xfree(d.loaded);
 	if (!res) /* nobody to hand mapped memory to */

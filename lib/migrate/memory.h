@@ -42,6 +42,33 @@ int mig_memory_walk(const struct mig_memory *m, uint64_t base, const uint64_t *b
 		    uint64_t npages,
 		    int (*fn)(void *arg, uint64_t page, void *host, uint64_t count), void *arg);
 
+/*
+ * The destination's digest of its memory, kept up to date as pages are applied, so that END
+ * costs no pass over the memory: the term (wire_digest_term()) of every page as last applied,
+ * which pages were applied, and the sum of their terms. The digest is that sum plus the terms
+ * of the pages never applied, hashed from memory by mig_digest_final(). Pages are 4 KiB
+ * (WIRE_DIGEST_PAGE); the regions of m are (mig_memory_init() checks it).
+ */
+struct mig_digest {
+	const struct mig_memory *mem;
+	uint64_t *terms;   /* per page of the regions, in layout order */
+	uint64_t *applied; /* bitmap over the same pages */
+	uint64_t *first;   /* per region: the index of its first page in terms */
+	uint64_t npages;
+	uint64_t sum;	    /* of the terms of the applied pages */
+	uint64_t zero_hash; /* wire_digest_page_hash() of a zero page */
+};
+
+/* For the regions of m, which must outlive it. 0 or -ENOMEM. */
+int mig_digest_init(struct mig_digest *g, const struct mig_memory *m);
+void mig_digest_fini(struct mig_digest *g);
+/* Page `index` of region `region` now holds the WIRE_DIGEST_PAGE bytes at data (any copy of
+ * them), or zeros if data is NULL. */
+void mig_digest_apply(struct mig_digest *g, uint32_t region, uint64_t index, const void *data);
+/* The digest of the whole memory: the running sum, plus the pages never applied hashed from
+ * memory now (none if every page was sent). 0, -ENOMEM. */
+int mig_digest_final(struct mig_digest *g, uint64_t *digest);
+
 uint64_t mig_now_ns(void);
 uint64_t mig_popcount(const uint64_t *bits, uint64_t nwords);
 

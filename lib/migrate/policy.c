@@ -281,6 +281,9 @@ static uint64_t predict_downtime(const struct policy_eff *p, const struct dt_rou
 		((double)pages * s->page_size + (double)s->device_bytes) * NS_PER_S / bandwidth;
 	if (!(transfer_ns < 0x1p64))
 		return UINT64_MAX;
+	/* What runs beside the final send (the source's digest) costs only what it outlasts. */
+	if (transfer_ns < (double)s->overlap_ns)
+		transfer_ns = (double)s->overlap_ns;
 	return sat_add((uint64_t)transfer_ns + ((double)(uint64_t)transfer_ns < transfer_ns),
 		       fixed);
 }

@@ -41,7 +41,7 @@ struct msrc {
 	uint64_t *tosend;
 	struct dt_round_stats *stats;
 	unsigned nstats, cap;
-	uint64_t rtt_ns, digest_ns; /* digest_ns: estimated for the whole memory, one side */
+	uint64_t rtt_ns, digest_ns; /* digest_ns: the source's, estimated for the whole memory */
 	uint64_t t_start;	    /* for max_bandwidth */
 	bool paused;
 };
@@ -152,7 +152,11 @@ static void fill_from_harvest(struct msrc *m, struct dt_round_stats *s, const st
 		s->dirty[c] = count_in_regions(m, h->class_bits[c], NULL);
 	s->pinned_pages = s->dirty[DT_CLASS_PINNED];
 	s->harvest_ns = harvest_ns;
-	s->fixed_cost_ns = m->rtt_ns + harvest_ns + 2 * m->digest_ns;
+	/* The digest costs the source a pass over its memory, beside the final send (overlap);
+	 * the destination keeps its own as it applies pages, and at END only scans which pages
+	 * it got (microseconds): ~0. */
+	s->fixed_cost_ns = m->rtt_ns + harvest_ns;
+	s->overlap_ns = m->digest_ns;
 }
 
 static void report_round(struct msrc *m, struct dt_round_stats *s)
@@ -270,29 +274,27 @@ static int handshake(struct msrc *m)
 	return ret ? ret : ping(m, t0 + 1);
 }
 
-/* Time the digest over (up to) 1 MiB, best of 4 (a preempted try says nothing about the
- * hash), to predict its cost over the whole memory. */
 /*
- * What the whole-memory digest will cost at switchover, per side. It runs over memory that is
- * mostly out of the caches, so time one cold pass over a sample spread evenly over every
- * region (CALIBRATE_CHUNKS chunks, CALIBRATE_BYTES in all, fewer for small memory) and scale
- * it: a best-of-n over one hot megabyte predicted a third of the real cost.
+ * What the whole-memory digest will cost the source at switchover (wire_digest_regions(), on
+ * wire_digest_nthreads() threads). It runs over memory that is mostly out of the caches, so
+ * time one cold pass, on as many threads, over a sample spread evenly over every region
+ * (CALIBRATE_CHUNKS chunks, CALIBRATE_BYTES in all, fewer for small memory) and scale it: a
+ * best-of-n over one hot megabyte predicted a third of the real cost.
  */
 #define CALIBRATE_CHUNKS 64u
 #define CALIBRATE_BYTES	 (16ull << 20)
 
 static void calibrate_digest(struct msrc *m)
 {
-	uint64_t chunk = CALIBRATE_BYTES / CALIBRATE_CHUNKS, sampled = 0, t0;
-	uint64_t stride = m->mem.bytes / CALIBRATE_CHUNKS;
-	struct wire_digest d;
+	uint64_t chunk = CALIBRATE_BYTES / CALIBRATE_CHUNKS, sampled = 0, t0, digest;
+	uint64_t stride = m->mem.bytes / CALIBRATE_CHUNKS / MIG_PAGE_SIZE * MIG_PAGE_SIZE;
+	struct wire_region sample[CALIBRATE_CHUNKS];
+	void *host[CALIBRATE_CHUNKS];
+	uint32_t n = 0;
 
-	if (wire_digest_init(&d))
-		return;
 	if (stride < chunk)
 		stride = chunk;
-	t0 = mig_now_ns();
-	for (uint64_t at = 0; at < m->mem.bytes; at += stride) {
+	for (uint64_t at = 0; at < m->mem.bytes && n < CALIBRATE_CHUNKS; at += stride) {
 		uint64_t off = at, len = chunk;
 		uint32_t i = 0;
 
@@ -302,12 +304,15 @@ static void calibrate_digest(struct msrc *m)
 			break;
 		if (len > m->mem.regions[i].size - off)
 			len = m->mem.regions[i].size - off;
-		wire_digest_update(&d, (const uint8_t *)m->mem.host[i] + off, len);
+		sample[n] = (struct wire_region){m->mem.regions[i].addr + off, len};
+		host[n++] = (uint8_t *)m->mem.host[i] + off;
 		sampled += len;
 	}
-	(void)wire_digest_final(&d);
+	t0 = mig_now_ns();
+	if (wire_digest_regions_threads(sample, host, n, wire_digest_nthreads(m->mem.bytes),
+					&digest))
+		return;
 	t0 = mig_now_ns() - t0;
-	wire_digest_fini(&d);
 	if (sampled)
 		m->digest_ns = (uint64_t)((double)t0 * (double)m->mem.bytes / (double)sampled);
 }
@@ -351,7 +356,8 @@ static int send_devices(struct msrc *m)
 	return ret;
 }
 
-/* The digest of the paused memory, computed beside the final send (memory is stable). */
+/* The digest of the paused memory, computed beside the final send (memory is stable), on
+ * wire_digest_nthreads() threads. */
 struct digest_job {
 	const struct mig_memory *mem;
 	uint64_t digest;
@@ -553,7 +559,7 @@ int dt_migrate_source(const struct dt_migrate_source_opts *opts, struct dt_migra
 		ret = handshake(&m);
 	if (!ret) {
 		calibrate_digest(&m);
-		log_info("migrate: round trip %.3f ms, memory digest ~%.1f ms per side",
+		log_info("migrate: round trip %.3f ms, memory digest ~%.1f ms (at the source)",
 			 m.rtt_ns / 1e6, m.digest_ns / 1e6);
 		ret = precopy(&m);
 	}

@@ -27,7 +27,7 @@
 /* ---- constants ----------------------------------------------------------------------------- */
 
 #define WIRE_MAGIC   0x31305247494d5444ull /* the bytes "DTMIGR01" read as a LE u64 */
-#define WIRE_VERSION 1u
+#define WIRE_VERSION 2u			   /* 2: the digest is a sum of per-page terms */
 #define WIRE_HDR_LEN 8u
 
 /* HELLO features. The destination answers with the intersection; both sides then use it. */
@@ -124,7 +124,7 @@ struct wire_round {
 
 struct wire_end {
 	uint64_t pages;	   /* pages sent over the whole migration, zero ones included */
-	uint64_t digest;   /* XXH3-64 of the whole memory in layout order (wire_digest_*) */
+	uint64_t digest;   /* of the whole memory (wire_digest_regions()) */
 	uint32_t ndevices; /* DEVICE records sent */
 };
 
@@ -337,16 +337,44 @@ int wire_read(struct wire_reader *r, struct wire_msg *m);
 
 /* ---- memory digest ------------------------------------------------------------------------- */
 
-/* XXH3-64 of the memory in layout order, fed piecewise (the END digest). */
-struct wire_digest {
-	void *state; /* XXH3_state_t */
-};
+/*
+ * The END digest (docs/wire-format.md "The memory digest"): the sum modulo 2^64, over every
+ * 4 KiB page of the layout, of wire_digest_term(page number, XXH3-64 of the page's bytes),
+ * the page number being the page's address / 4096. A sum of independent terms, so the source
+ * can split it over threads and the destination can keep it up to date page by page as it
+ * applies PAGES (mig_digest in memory.h) instead of hashing its whole memory at END.
+ * Regions must be multiples of WIRE_DIGEST_PAGE (the engine's page size on both sides).
+ */
+#define WIRE_DIGEST_PAGE 4096u
+#define WIRE_DIGEST_ODD	 0x9e3779b97f4a7c15ull /* odd: page -> page x ODD is a bijection */
 
-int wire_digest_init(struct wire_digest *d);
-void wire_digest_update(struct wire_digest *d, const void *p, size_t len);
-uint64_t wire_digest_final(struct wire_digest *d);
-void wire_digest_fini(struct wire_digest *d);
-/* The whole digest of regions whose memory is at host[i]. -ENOMEM. */
+/* The term of page number `page` whose bytes hash (XXH3-64, seed 0) to `hash`: splitmix64's
+ * finalizer of hash + page x WIRE_DIGEST_ODD, so equal pages at different places, or two
+ * pages swapped, give unrelated terms. */
+static inline uint64_t wire_digest_term(uint64_t page, uint64_t hash)
+{
+	uint64_t z = hash + page * WIRE_DIGEST_ODD;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* XXH3-64 (seed 0) of the WIRE_DIGEST_PAGE bytes at p (any alignment). */
+uint64_t wire_digest_page_hash(const void *p);
+/* The sum of the terms of npages pages mapped contiguously at host, the first numbered page. */
+uint64_t wire_digest_pages(uint64_t page, const void *host, uint64_t npages);
+/*
+ * The digest of regions whose memory is at host[i] (count 0: 0), on nthreads threads (the
+ * caller's and nthreads - 1 it starts; no more than pages, at most 8), each hashing one
+ * contiguous share of the pages; the caller hashes the share of a thread that cannot be
+ * started. -EINVAL if a region is not a multiple of WIRE_DIGEST_PAGE.
+ */
+int wire_digest_regions_threads(const struct wire_region *regions, void *const *host,
+				uint32_t count, unsigned nthreads, uint64_t *digest);
+/* The threads wire_digest_regions() uses for that many bytes: see wire_reader.c. */
+unsigned wire_digest_nthreads(uint64_t bytes);
+/* wire_digest_regions_threads() on wire_digest_nthreads() threads. */
 int wire_digest_regions(const struct wire_region *regions, void *const *host, uint32_t count,
 			uint64_t *digest);
 

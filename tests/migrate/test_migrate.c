@@ -9,7 +9,8 @@
  * Also: pinned pages deferred to stop-and-copy (and sent every round without deferral),
  * device state carried, an abort at many points of the stream merges every harvested page
  * back (a harvest after it sees them all) and a retry succeeds, the give-up path, the
- * destination refusing bad streams, and every -EINVAL of the options.
+ * destination refusing bad streams, its running digest at stream page sizes other than
+ * 4 KiB, and every -EINVAL of the options.
  *
  * Randomized parts print their seed (DT_SEED=n to replay).
  */
@@ -603,7 +604,7 @@ static void test_dest_bad_streams(void **state)
 {
 	static const uint8_t bad_version[] = {
 		1,   0,	  0,   0,   20,	 0,   0,   0,		    /* HELLO, 20 bytes */
-		'D', 'T', 'M', 'I', 'G', 'R', '0', '1', 2, 0, 0, 0, /* version 2 */
+		'D', 'T', 'M', 'I', 'G', 'R', '0', '1', 1, 0, 0, 0, /* version 1: old digest */
 		2,   0,	  0,   0,   0,	 16,  0,   0,		    /* features, page size */
 	};
 	static const uint8_t not_hello[] = {5, 0, 0, 0, 12, 0, 0, 0, 0, 0,
@@ -694,6 +695,226 @@ static void test_dest_bad_checksum(void **state)
 	dt_transport_free(a);
 	dt_transport_free(b);
 	vm_fini(&vm);
+}
+
+/*
+ * The destination's running digest at stream page sizes other than 4 KiB, in streams written
+ * by hand: 512 B pages cover a 4 KiB digest page in pieces (hashed from memory once written),
+ * 8 KiB pages cover two at once. Zero and data runs in random order, some pages sent first
+ * with stale bytes and again with the right ones, and one hole never sent (the destination
+ * keeps its own bytes there, and hashes them at END). The digest of what the destination must
+ * hold is accepted; the same off by one bit is refused.
+ */
+#define PS_BYTES (1ull << 20)
+
+struct chunk {
+	uint64_t first; /* page index */
+	uint32_t count;
+	bool zero;
+};
+
+static void send_chunk(struct wire_writer *w, uint32_t ps, const struct chunk *c,
+		       const uint8_t *bytes)
+{
+	struct wire_run run = {GPA / ps + c->first, c->count, c->zero ? WIRE_RUN_ZERO : 0};
+	const void *data = c->zero ? NULL : bytes + c->first * ps;
+
+	assert_int_equal(wire_send_pages(w, &run, 1, &data, NULL), 0);
+}
+
+static void dest_page_size_case(uint32_t ps, bool bad, uint64_t *rng)
+{
+	uint8_t *src = malloc(PS_BYTES), *stale = malloc(PS_BYTES), *want = malloc(PS_BYTES);
+	uint8_t *dst = malloc(PS_BYTES);
+	const struct dt_region region = {.addr = GPA, .size = PS_BYTES, .host = dst};
+	const struct wire_region layout = {GPA, PS_BYTES};
+	uint64_t npages = PS_BYTES / ps, unit = ps > PAGE ? ps : PAGE, sent = 0, digest;
+	uint64_t hole = rnd(rng) % (PS_BYTES / unit) * unit; /* bytes [hole, hole + unit) */
+	struct chunk *chunks = calloc(npages, sizeof(*chunks));
+	struct dt_transport *a, *b;
+	struct wire_writer w;
+	unsigned nchunks = 0;
+	void *host = want;
+	struct dest d;
+
+	assert_true(src && stale && want && dst && chunks);
+	for (uint64_t i = 0; i < PS_BYTES; i += 8) {
+		uint64_t v = rnd(rng);
+
+		memcpy(src + i, &v, 8);
+		v = rnd(rng);
+		memcpy(stale + i, &v, 8);
+		memset(dst + i, 0xee, 8);
+	}
+	/* Zeros: 512-byte pieces and whole 8 KiB areas. */
+	for (uint64_t i = 0; i < PS_BYTES; i += 512)
+		if (!(rnd(rng) % 4))
+			memset(src + i, 0, 512);
+	for (uint64_t i = 0; i < PS_BYTES; i += 8192)
+		if (!(rnd(rng) % 6))
+			memset(src + i, 0, 8192);
+	memcpy(want, src, PS_BYTES);
+	memcpy(want + hole, dst + hole, unit);
+	/* Runs of 1 to 9 pages, the hole left out; all-zero ones as ZERO runs. */
+	for (uint64_t p = 0; p < npages;) {
+		struct chunk c = {p, (uint32_t)(1 + rnd(rng) % 9), false};
+
+		if (p * ps >= hole && p * ps < hole + unit) {
+			p++;
+			continue;
+		}
+		if (c.count > npages - p)
+			c.count = (uint32_t)(npages - p);
+		for (uint32_t k = 1; k < c.count; k++) /* stop at the hole */
+			if ((p + k) * ps == hole)
+				c.count = k;
+		c.zero = wire_page_is_zero(src + p * ps, (size_t)c.count * ps);
+		chunks[nchunks++] = c;
+		p += c.count;
+	}
+	for (unsigned i = nchunks - 1; i > 0; i--) {
+		unsigned j = (unsigned)(rnd(rng) % (i + 1));
+		struct chunk t = chunks[i];
+
+		chunks[i] = chunks[j];
+		chunks[j] = t;
+	}
+	assert_int_equal(wire_writer_init_mem(&w, WIRE_F_XXH3), 0);
+	assert_int_equal(wire_send_hello(&w, ps), 0);
+	assert_int_equal(wire_send_layout(&w, &layout, 1), 0);
+	assert_int_equal(wire_send_round(&w, 0, npages), 0);
+	for (unsigned i = 0; i < nchunks; i++) {
+		if (!(rnd(rng) % 5)) { /* first stale, as data */
+			struct chunk c = chunks[i];
+
+			c.zero = false;
+			send_chunk(&w, ps, &c, stale);
+			sent += c.count;
+		}
+		send_chunk(&w, ps, &chunks[i], src);
+		sent += chunks[i].count;
+	}
+	assert_int_equal(wire_digest_regions(&layout, &host, 1, &digest), 0);
+	assert_int_equal(wire_send_end(&w, sent, digest ^ bad, 0), 0);
+	pair(&a, &b, 0);
+	dest_start(&d, b, &region, NULL, 0);
+	assert_int_equal(dt_transport_send(a, w.mem, w.mem_len), 0);
+	if (bad) {
+		assert_int_equal(dest_join(&d), -EPROTO);
+	} else {
+		if (dest_join(&d))
+			fail_msg("page size %u: the destination refused (%d, seed %llu)", ps, d.ret,
+				 (unsigned long long)seed);
+		assert_int_equal(d.res.digest, digest);
+		assert_memory_equal(dst, want, PS_BYTES);
+	}
+	wire_writer_fini(&w);
+	dt_transport_free(a);
+	dt_transport_free(b);
+	free(chunks);
+	free(src);
+	free(stale);
+	free(want);
+	free(dst);
+}
+
+static void test_dest_page_sizes(void **state)
+{
+	static const uint32_t sizes[] = {512, 1024, 4096, 8192};
+	uint64_t rng = seed ^ 0x9a9e;
+
+	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		dest_page_size_case(sizes[i], false, &rng);
+		dest_page_size_case(sizes[i], true, &rng);
+	}
+}
+
+/*
+ * Runs across regions: a source's batch joins adjacent runs, so a run (ZERO or data) may go on
+ * from one region into the next when they are contiguous; the destination applies it in
+ * pieces. A run into a gap between regions, or past the last, is refused.
+ */
+static void adjacent_case(const struct wire_run *runs, unsigned nruns, bool gap, int want)
+{
+	enum { RP = 16 }; /* pages per region */
+	static uint8_t host[2][RP * PAGE], src[3 * RP * PAGE];
+	const struct dt_region r[2] = {
+		{.addr = GPA, .size = RP * PAGE, .host = host[0]},
+		{.addr = GPA + (gap ? 2 : 1) * RP * PAGE, .size = RP * PAGE, .host = host[1]},
+	};
+	const struct wire_region layout[2] = {{r[0].addr, r[0].size}, {r[1].addr, r[1].size}};
+	const void *data[4];
+	struct dt_transport *a, *b;
+	struct wire_writer w;
+	uint64_t digest, sent = 0;
+	struct dest d;
+
+	memset(host, 0xee, sizeof(host));
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 7 + i / PAGE);
+	for (unsigned i = 0; i < nruns; i++) {
+		data[i] = runs[i].flags & WIRE_RUN_ZERO ? NULL
+							: src + (runs[i].first - GPA / PAGE) * PAGE;
+		sent += runs[i].count;
+	}
+	assert_int_equal(wire_writer_init_mem(&w, WIRE_F_XXH3), 0);
+	assert_int_equal(wire_send_hello(&w, PAGE), 0);
+	assert_int_equal(wire_send_layout(&w, layout, 2), 0);
+	assert_int_equal(wire_send_round(&w, 0, 2 * RP), 0);
+	assert_int_equal(wire_send_pages(&w, runs, nruns, data, NULL), 0);
+	/* What the destination must hold: the runs applied to both regions, in order. */
+	{
+		static uint8_t expect[2][RP * PAGE];
+		void *wh[2] = {expect[0], expect[1]};
+
+		memset(expect, 0xee, sizeof(expect));
+		for (unsigned i = 0; i < nruns; i++)
+			for (uint32_t k = 0; k < runs[i].count; k++) {
+				uint64_t pg = runs[i].first + k - GPA / PAGE;
+				uint8_t *to = pg < RP ? expect[0] + pg * PAGE
+						      : expect[1] + (pg - RP) * PAGE;
+
+				if (pg >= 2 * RP)
+					continue;
+				if (runs[i].flags & WIRE_RUN_ZERO)
+					memset(to, 0, PAGE);
+				else
+					memcpy(to, src + pg * PAGE, PAGE);
+			}
+		assert_int_equal(wire_digest_regions(layout, wh, 2, &digest), 0);
+		assert_int_equal(wire_send_end(&w, sent, digest, 0), 0);
+		pair(&a, &b, 0);
+		memset(&d, 0, sizeof(d));
+		d.opts = (struct dt_migrate_dest_opts){
+			.size = sizeof(d.opts), .transport = b, .regions = r, .nregions = 2};
+		assert_int_equal(pthread_create(&d.thread, NULL, dest_main, &d), 0);
+		assert_int_equal(dt_transport_send(a, w.mem, w.mem_len), 0);
+		assert_int_equal(dest_join(&d), want);
+		if (!want) {
+			assert_memory_equal(host[0], expect[0], sizeof(expect[0]));
+			assert_memory_equal(host[1], expect[1], sizeof(expect[1]));
+		}
+	}
+	wire_writer_fini(&w);
+	dt_transport_free(a);
+	dt_transport_free(b);
+}
+
+static void test_runs_across_regions(void **state)
+{
+	const uint64_t p0 = GPA / PAGE;
+	/* 16 pages per region: region 1 starts at page p0 + 16 */
+	const struct wire_run zero_across[] = {{p0 + 10, 12, WIRE_RUN_ZERO}, {p0 + 30, 2, 0}};
+	const struct wire_run data_across[] = {{p0, 3, 0}, {p0 + 14, 5, 0}};
+	const struct wire_run whole[] = {{p0, 32, 0}, {p0 + 15, 2, WIRE_RUN_ZERO}};
+	const struct wire_run past_end[] = {{p0 + 30, 3, 0}};
+	const struct wire_run into_gap[] = {{p0 + 15, 2, 0}, {p0, 1, 0}};
+
+	adjacent_case(zero_across, 2, false, 0);
+	adjacent_case(data_across, 2, false, 0);
+	adjacent_case(whole, 2, false, 0);
+	adjacent_case(past_end, 1, false, -EPROTO);
+	adjacent_case(into_gap, 2, true, -EPROTO); /* regions 16 pages apart: it ends in the gap */
 }
 
 /* The same over real sockets: TCP on loopback (IPv4 and IPv6 when present) and UNIX. */
@@ -869,6 +1090,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_dest_bad_streams),
 		cmocka_unit_test(test_untracked_write_caught),
 		cmocka_unit_test(test_dest_bad_checksum),
+		cmocka_unit_test(test_dest_page_sizes),
+		cmocka_unit_test(test_runs_across_regions),
 		cmocka_unit_test(test_sockets),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_einval),

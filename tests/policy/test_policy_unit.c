@@ -267,6 +267,23 @@ static void test_device_bytes(void **state)
 			 (uint64_t)ceil((1000.0 * PAGE + 1e8) * 1e9 / out.bandwidth) + MS);
 }
 
+/* Work beside the final send (the source's digest) counts only where it outlasts it. */
+static void test_overlap(void **state)
+{
+	static const uint64_t dirty[] = {0, 1000};
+	struct dt_round_stats r[2];
+	struct dt_policy_out out;
+	uint64_t transfer;
+
+	make_trace(r, 2, dirty, 1e9);
+	out = decide(r, 2);
+	transfer = out.predicted_downtime_ns - MS;
+	r[1].overlap_ns = transfer / 2; /* hidden by the send */
+	assert_int_equal(decide(r, 2).predicted_downtime_ns, transfer + MS);
+	r[1].overlap_ns = 3 * transfer; /* the send is hidden by it */
+	assert_int_equal(decide(r, 2).predicted_downtime_ns, 3 * transfer + MS);
+}
+
 /* ---- verdicts ------------------------------------------------------------------------- */
 
 struct verdict_case {
@@ -490,6 +507,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bandwidth_formula),
 		cmocka_unit_test(test_bandwidth_short_round),
 		cmocka_unit_test(test_device_bytes),
+		cmocka_unit_test(test_overlap),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_trend_window),
 		cmocka_unit_test(test_verdict_ratio_one_count),

@@ -264,11 +264,16 @@ static void test_refuse_hello(void **state)
 	n = encode(&m);
 	rec[8] ^= 1;
 	expect_proto(decode_record(rec, n, &m, &scratch), "bad magic");
-	m = (struct wire_msg){.type = WIRE_HELLO, .hello = {2, WIRE_F_ALL, PS}};
+	/* Version 1 (the digest before it was a sum of page terms): refused, not misread. */
+	m = (struct wire_msg){.type = WIRE_HELLO, .hello = {1, WIRE_F_ALL, PS}};
+	n = encode(&m);
+	expect_proto(decode_record(rec, n, &m, &scratch),
+		     "the peer speaks wire version 1, this build speaks version 2");
+	m = (struct wire_msg){.type = WIRE_HELLO, .hello = {3, WIRE_F_ALL, PS}};
 	n = encode(&m);
 	expect_proto(decode_record(rec, n, &m, &scratch), "version mismatch");
-	/* A version 2 HELLO may be longer: the version is still what is reported. */
-	expect_proto(decode_as(n + 8, &m), "the peer speaks wire version 2");
+	/* A version 3 HELLO may be longer: the version is still what is reported. */
+	expect_proto(decode_as(n + 8, &m), "the peer speaks wire version 3");
 	m = (struct wire_msg){.type = WIRE_HELLO, .hello = {0, WIRE_F_ALL, PS}};
 	expect_proto(decode_record(rec, encode(&m), &m, &scratch), "version mismatch");
 	for (size_t i = 0; i < sizeof(bad_ps) / sizeof(bad_ps[0]); i++) {

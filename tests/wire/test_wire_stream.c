@@ -6,7 +6,7 @@
  * compared byte for byte with a naive reference and with wire_encode(); the batch builder
  * against a naive zero/data split, its 16 MiB and 65536-run flushes and its counters; the
  * zero-page test against a byte loop at odd offsets; the reader's ends and limits; the
- * memory digest; allocation failures.
+ * layout lookup; allocation failures. The memory digest is test_wire_digest.c's.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <xxhash.h>
 
 #include "core/alloc.h"
 #include "wire_test.h"
@@ -466,35 +465,14 @@ static void test_batch_bounds(void **state)
 	free(dst);
 }
 
-static void test_digest_locate(void **state)
+static void test_layout_locate(void **state)
 {
-	static uint8_t a[3 * PS], c[PS];
 	const struct wire_region regions[3] = {{0, 3 * PS}, {16 * PS, PS}, {0ull - PS, PS}};
-	void *host[3] = {a, c, a};
 	const struct wire_layout l = {regions, 3};
-	struct wire_digest d;
 	uint32_t region;
-	uint64_t digest, off;
-	uint8_t *concat;
+	uint64_t off;
 
 	(void)state;
-	rng_state = 9;
-	rng_fill(a, sizeof(a), 0);
-	rng_fill(c, sizeof(c), 0);
-	assert_int_equal(wire_digest_regions(regions, host, 2, &digest), 0);
-	assert_int_equal(wire_digest_init(&d), 0);
-	wire_digest_update(&d, a, 100);
-	wire_digest_update(&d, a + 100, sizeof(a) - 100);
-	wire_digest_update(&d, c, sizeof(c));
-	assert_int_equal(wire_digest_final(&d), digest);
-	wire_digest_fini(&d);
-	concat = malloc(sizeof(a) + sizeof(c));
-	assert_non_null(concat);
-	memcpy(concat, a, sizeof(a));
-	memcpy(concat + sizeof(a), c, sizeof(c));
-	assert_int_equal(XXH3_64bits(concat, sizeof(a) + sizeof(c)), digest);
-	free(concat);
-
 	assert_int_equal(wire_layout_locate(&l, PS, 1, 2, &region, &off), 0);
 	assert_int_equal(region, 0);
 	assert_int_equal(off, PS);
@@ -569,7 +547,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_page_is_zero),   cmocka_unit_test(test_all_records),
 		cmocka_unit_test(test_random_batches), cmocka_unit_test(test_batch_builder),
-		cmocka_unit_test(test_batch_bounds),   cmocka_unit_test(test_digest_locate),
+		cmocka_unit_test(test_batch_bounds),   cmocka_unit_test(test_layout_locate),
 		cmocka_unit_test(test_alloc_failures),
 	};
 
