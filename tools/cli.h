@@ -3,8 +3,12 @@
 #ifndef DT_TOOLS_CLI_H
 #define DT_TOOLS_CLI_H
 
-/* `dirtytrack demo`: returns the process exit status. */
+/* `dirtytrack demo container`: returns the process exit status. */
 int demo_container(int argc, char **argv);
+/* `dirtytrack demo`: the micro-VM migrated; 0 when every check passed. */
+int demo_vm(int argc, char **argv);
+/* `dirtytrack vm run|migrate-out|migrate-in`. */
+int vm_cmd(int argc, char **argv);
 /* `dirtytrack migrate`: returns the process exit status (0, 1 failed, 2 bad usage). */
 int migrate_cmd(int argc, char **argv);
 

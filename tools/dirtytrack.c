@@ -11,11 +11,15 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: dirtytrack <command> [options]\n"
-		   "commands:\n"
-		   "  demo      walk through the dirty-tracking semantics of the 2020 VFIO thread\n"
-		   "  migrate   live-migrate a test workload's memory to another process\n"
-		   "  version   print the library version\n");
+	fprintf(f,
+		"usage: dirtytrack <command> [options]\n"
+		"commands:\n"
+		"  demo      live-migrate the micro-VM and its DMA devices to a second process\n"
+		"  demo container\n"
+		"            walk through the dirty-tracking semantics of the 2020 VFIO thread\n"
+		"  vm        run the micro-VM, or migrate it out or in (run|migrate-out|migrate-in)\n"
+		"  migrate   live-migrate a test workload's memory to another process\n"
+		"  version   print the library version\n");
 }
 
 int main(int argc, char **argv)
@@ -24,8 +28,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!strcmp(argv[1], "demo") && argc > 2 && !strcmp(argv[2], "container"))
+		return demo_container(argc - 2, argv + 2);
 	if (!strcmp(argv[1], "demo"))
-		return demo_container(argc - 1, argv + 1);
+		return demo_vm(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vm"))
+		return vm_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "migrate"))
 		return migrate_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {
