@@ -170,6 +170,11 @@ struct dt_migrate_source_opts {
 	enum dt_decision (*ask)(void *opaque, const struct dt_round_stats *rounds, unsigned n);
 	/* Optional: after every round, its stats and their JSON line. */
 	void (*on_round)(void *opaque, const struct dt_round_stats *s, const char *json);
+	/* Optional: the policy, in place of dt_policy_decide() and with its contract (pure,
+	 * 0 or a negative errno, out filled); for comparing other engines' rules on the same
+	 * engine (bench/migration/). */
+	int (*decide)(void *opaque, const struct dt_policy *policy,
+		      const struct dt_round_stats *rounds, unsigned n, struct dt_policy_out *out);
 };
 
 struct dt_migrate_result {

@@ -195,7 +195,9 @@ static int send_round(struct msrc *m, struct dt_round_stats *s, const uint64_t *
 static int decide(struct msrc *m, struct dt_round_stats *s)
 {
 	struct dt_policy_out out;
-	int ret = dt_policy_decide(&m->o->policy, m->stats, m->nstats, &out);
+	int ret = m->o->decide
+			  ? m->o->decide(m->o->opaque, &m->o->policy, m->stats, m->nstats, &out)
+			  : dt_policy_decide(&m->o->policy, m->stats, m->nstats, &out);
 
 	if (ret)
 		return ret;

@@ -552,6 +552,41 @@ static void test_give_up(void **state)
 	vm_fini(&m.vm);
 }
 
+/* A policy of the caller's in place of ours (how bench/migration compares other engines'). */
+static int decide_two_rounds(void *opaque, const struct dt_policy *policy,
+			     const struct dt_round_stats *rounds, unsigned n,
+			     struct dt_policy_out *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->decision = n >= 2 ? DT_DECISION_SWITCHOVER : DT_DECISION_CONTINUE;
+	out->predicted_downtime_ns = 12345;
+	return 0;
+}
+
+static int decide_fails(void *opaque, const struct dt_policy *policy,
+			const struct dt_round_stats *rounds, unsigned n, struct dt_policy_out *out)
+{
+	return -EDOM;
+}
+
+static void test_decide_hook(void **state)
+{
+	struct mig m;
+
+	mig_init(&m, false);
+	m.so.policy.max_downtime_ns = 1; /* ours would never switch over */
+	writer_start(&m.vm, 64);
+	m.so.decide = decide_fails; /* its error is the migration's; the source runs on */
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), -EDOM);
+	assert_int_equal(m.vm.paused, 0);
+	m.so.decide = decide_two_rounds;
+	assert_int_equal(migrate(&m.vm, &m.so, &m.res, &m.d, 0, NULL, 0), 0);
+	assert_int_equal(m.res.rounds, 2);
+	assert_int_equal(m.res.predicted_downtime_ns, 12345);
+	expect_equal_memory(&m.vm);
+	vm_fini(&m.vm);
+}
+
 /* The destination maps the memory itself. */
 static void test_dest_maps(void **state)
 {
@@ -1085,6 +1120,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_devices),
 		cmocka_unit_test(test_abort_merges_back),
 		cmocka_unit_test(test_give_up),
+		cmocka_unit_test(test_decide_hook),
 		cmocka_unit_test(test_dest_maps),
 		cmocka_unit_test(test_dest_layout_mismatch),
 		cmocka_unit_test(test_dest_bad_streams),
