@@ -479,6 +479,16 @@ static int precopy(struct msrc *m)
 		ret = send_round(m, s, h.class_bits[DT_CLASS_PINNED], t_round);
 		if (ret)
 			return ret;
+		/* Calibrate the digest once round 0 has read every page, as the switchover will
+		 * find them: before it, a sample of never-touched memory pays a first-touch fault
+		 * per page that the switchover does not (a fresh 512 MiB VM: 70 ms predicted for
+		 * a digest that took under 28). */
+		if (s->round == 0) {
+			calibrate_digest(m);
+			log_info("migrate: round trip %.3f ms, memory digest ~%.1f ms (at the "
+				 "source)",
+				 m->rtt_ns / 1e6, m->digest_ns / 1e6);
+		}
 	}
 }
 
@@ -560,9 +570,6 @@ int dt_migrate_source(const struct dt_migrate_source_opts *opts, struct dt_migra
 	if (!ret)
 		ret = handshake(&m);
 	if (!ret) {
-		calibrate_digest(&m);
-		log_info("migrate: round trip %.3f ms, memory digest ~%.1f ms (at the source)",
-			 m.rtt_ns / 1e6, m.digest_ns / 1e6);
 		ret = precopy(&m);
 	}
 	if (!ret)
