@@ -16,13 +16,15 @@
  *   pagemap read  pread() of /proc/self/pagemap over the range, 8 bytes per page in 4 KiB
  *                 chunks, testing the soft-dirty bit: the read half of a soft-dirty harvest
  *                 (process sources only)
+ *   naive (KVM)   dirty log: KVM_GET_DIRTY_LOG, then one KVM_CLEAR_DIRTY_LOG per reported
+ *                 64-page word; its GET alone goes in the pagemap column ("g", kvm_get_ns)
  *   memcpy        the physical bound: memcpy of the bitmap's bytes (one bit per page)
  *   pte memcpy    memcpy of 8 bytes per page, the size of the page-table entries a kernel
  *                 walk must read at least (the bound for uffd-wp and soft-dirty)
  *
  * Sources that cannot run here (soft-dirty where its self-test fails, the KVM ones without
- * /dev/kvm) are reported as skipped, with the reason. The KVM sources are never measured:
- * host writes into guest memory are not logged by KVM, dirtying needs a running guest.
+ * /dev/kvm) are reported as skipped, with the reason. KVM logs guest writes only: the KVM
+ * sources run a guest over the same memory, in bench_track_kvm.c.
  *
  * Part 2, the dirty set, is bench_track_set.c.
  *
@@ -135,22 +137,6 @@ void write_pages(char *mem, const struct pattern *p, unsigned round)
 
 /* ---- part 1: each source alone --------------------------------------------------------------- */
 
-struct src_bench {
-	char *mem;
-	uint64_t size, npages, nwords;
-	uint64_t *bitmap, *naive_bm;
-	uint64_t *copy_src, *copy_dst; /* 8 bytes per page: the bitmap bound uses the start */
-	uint64_t *entries;	       /* PM_CHUNK pagemap entries */
-	int pagemap;
-};
-
-struct src_result {
-	double pct;
-	uint64_t written, pages; /* pages written, pages reported */
-	uint64_t harvest, harvest_min, harvest_max, naive, pagemap, copy, copy_pte, faults;
-	bool has_naive, has_pagemap;
-};
-
 /* uffd-wp's naive: the same kernel walk one page per call. */
 static void naive_uffd(struct src_bench *b)
 {
@@ -202,8 +188,8 @@ static void pagemap_read(struct src_bench *b)
 	compiler_barrier();
 }
 
-static void check_bitmap(const char *who, const char *src, const struct pattern *p,
-			 const uint64_t *got, uint64_t npages, bool exact)
+void check_bitmap(const char *who, const char *src, const struct pattern *p, const uint64_t *got,
+		  uint64_t npages, bool exact)
 {
 	uint64_t nwords = (npages + 63) / 64;
 	uint64_t seen = popcount_words(got, nwords), want = exact ? p->count : npages;
@@ -304,8 +290,8 @@ static void measure_source(struct src_bench *b, struct dt_source *src, const str
 	res->faults = faults;
 }
 
-static void print_source_json(const struct opts *o, const char *name, const struct src_result *r,
-			      uint64_t size)
+void print_source_json(const struct opts *o, const char *name, const struct src_result *r,
+		       uint64_t size)
 {
 	printf("{\"bench\":\"track_source\",\"source\":\"%s\",\"size_mib\":%" PRIu64
 	       ",\"resident\":%s,\"cold_caches\":%s,\"dirty_pct\":%g,\"written_pages\":%" PRIu64
@@ -320,6 +306,8 @@ static void print_source_json(const struct opts *o, const char *name, const stru
 		       ratio(r->naive, r->harvest));
 	if (r->has_pagemap)
 		printf(",\"pagemap_read_ns\":%" PRIu64, r->pagemap);
+	if (r->has_get)
+		printf(",\"kvm_get_ns\":%" PRIu64, r->get);
 	printf(",\"memcpy_bytes\":%" PRIu64 ",\"memcpy_ns\":%" PRIu64
 	       ",\"harvest_over_memcpy\":%.1f,\"memcpy_pte_bytes\":%" PRIu64
 	       ",\"memcpy_pte_ns\":%" PRIu64 ",\"harvest_over_memcpy_pte\":%.2f"
@@ -330,7 +318,7 @@ static void print_source_json(const struct opts *o, const char *name, const stru
 	fflush(stdout);
 }
 
-static void print_skip(const char *bench, const char *name, const char *reason)
+void print_skip(const char *bench, const char *name, const char *reason)
 {
 	printf("{\"bench\":\"%s\",\"source\":\"%s\",\"skipped\":true,\"reason\":\"", bench, name);
 	for (const char *c = reason; *c; c++)
@@ -351,7 +339,7 @@ static void source_table_header(const struct opts *o, uint64_t size)
 		"naive ms", "n/ours", "pagemap", "memcpy us", "ours/cpy", "pte cp ms", "ours/pte");
 }
 
-static void source_table_row(const char *name, const struct src_result *r, uint64_t size)
+void source_table_row(const char *name, const struct src_result *r, uint64_t size)
 {
 	char naive[32] = "-", nratio[16] = "-", pm[32] = "-";
 
@@ -361,26 +349,13 @@ static void source_table_row(const char *name, const struct src_result *r, uint6
 	}
 	if (r->has_pagemap)
 		snprintf(pm, sizeof(pm), "%.3f", r->pagemap / 1e6);
+	else if (r->has_get) /* KVM log: the column shows the naive's GET alone */
+		snprintf(pm, sizeof(pm), "g %.3f", r->get / 1e6);
 	fprintf(stderr,
 		"%-14s %7g %9" PRIu64 " %10.3f %10.0f %7.1f %9s %6s %9s %9.2f %8.0f %9.3f %8.1f\n",
 		name, r->pct, r->pages, r->harvest / 1e6, ns_per_gib(r->harvest, size),
 		ratio(size, r->harvest), naive, nratio, pm, r->copy / 1e3,
 		ratio(r->harvest, r->copy), r->copy_pte / 1e6, ratio(r->harvest, r->copy_pte));
-}
-
-/* Why a KVM source is not measured here. */
-static void kvm_reason(char *why, size_t len)
-{
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0) {
-		snprintf(why, len, "no /dev/kvm (%s)", strerror(errno));
-		return;
-	}
-	close(fd);
-	snprintf(why, len,
-		 "not measured: KVM logs guest writes only, dirtying needs a running "
-		 "guest");
 }
 
 static void run_sources(const struct opts *o)
@@ -420,8 +395,7 @@ static void run_sources(const struct opts *o)
 		int ret;
 
 		if (types[i] == DT_SOURCE_KVM_LOG || types[i] == DT_SOURCE_KVM_RING) {
-			kvm_reason(why, sizeof(why));
-			print_skip("track_source", names[i], why);
+			run_kvm_source(o, &b, types[i], names[i], pats);
 			continue;
 		}
 		echo_log = false;

@@ -2,7 +2,8 @@
 /*
  * bench/bench_track.h - what the two parts of bench_track share: options, dirty patterns,
  * the cache scrub and memory helpers. Part 1 (each source alone) and main() are in
- * bench_track.c, part 2 (the dirty set) in bench_track_set.c.
+ * bench_track.c, its KVM sources in bench_track_kvm.c, part 2 (the dirty set) in
+ * bench_track_set.c.
  */
 #ifndef DT_BENCH_TRACK_H
 #define DT_BENCH_TRACK_H
@@ -70,6 +71,37 @@ void *alloc_zeroed(uint64_t bytes);
 /* Anonymous MAP_NORESERVE memory, THP off, to be tracked: every page written once unless
  * untouched (a running guest's or program's memory is resident). */
 char *map_tracked(uint64_t size, bool untouched);
+
+/* ---- part 1: each source alone ---- */
+
+struct src_bench {
+	char *mem;
+	uint64_t size, npages, nwords;
+	uint64_t *bitmap, *naive_bm;
+	uint64_t *copy_src, *copy_dst; /* 8 bytes per page: the bitmap bound uses the start */
+	uint64_t *entries;	       /* PM_CHUNK pagemap entries */
+	int pagemap;
+};
+
+struct src_result {
+	double pct;
+	uint64_t written, pages; /* pages written, pages reported */
+	uint64_t harvest, harvest_min, harvest_max, naive, pagemap, copy, copy_pte, faults;
+	uint64_t get; /* KVM log: the naive's KVM_GET_DIRTY_LOG alone */
+	bool has_naive, has_pagemap, has_get;
+};
+
+/* Fails unless got holds exactly the pattern's pages (exact) or every page. */
+void check_bitmap(const char *who, const char *src, const struct pattern *p, const uint64_t *got,
+		  uint64_t npages, bool exact);
+void print_source_json(const struct opts *o, const char *name, const struct src_result *r,
+		       uint64_t size);
+void print_skip(const char *bench, const char *name, const char *reason);
+void source_table_row(const char *name, const struct src_result *r, uint64_t size);
+
+/* The KVM sources (bench_track_kvm.c): a guest writes the patterns into b->mem. */
+void run_kvm_source(const struct opts *o, struct src_bench *b, enum dt_source_type type,
+		    const char *name, const struct pattern pats[NLEVELS]);
 
 /* Part 2. */
 void run_set(const struct opts *o);
