@@ -286,7 +286,9 @@ static int handshake(struct msrc *m)
 #define CALIBRATE_CHUNKS 64u
 #define CALIBRATE_BYTES	 (16ull << 20)
 
-static void calibrate_digest(struct msrc *m)
+/* One timed pass over the sample shifted by phase chunks into each stride; the estimate for
+ * the whole memory, or 0 if it could not be taken. */
+static uint64_t digest_sample_ns(struct msrc *m, unsigned phase)
 {
 	uint64_t chunk = CALIBRATE_BYTES / CALIBRATE_CHUNKS, sampled = 0, t0, digest;
 	uint64_t stride = m->mem.bytes / CALIBRATE_CHUNKS / MIG_PAGE_SIZE * MIG_PAGE_SIZE;
@@ -297,9 +299,11 @@ static void calibrate_digest(struct msrc *m)
 	if (stride < chunk)
 		stride = chunk;
 	for (uint64_t at = 0; at < m->mem.bytes && n < CALIBRATE_CHUNKS; at += stride) {
-		uint64_t off = at, len = chunk;
+		uint64_t off = at + (phase * chunk) % stride, len = chunk;
 		uint32_t i = 0;
 
+		if (off >= m->mem.bytes)
+			break;
 		while (i < m->mem.count && off >= m->mem.regions[i].size)
 			off -= m->mem.regions[i++].size;
 		if (i == m->mem.count)
@@ -311,12 +315,28 @@ static void calibrate_digest(struct msrc *m)
 		sampled += len;
 	}
 	t0 = mig_now_ns();
-	if (wire_digest_regions_threads(sample, host, n, wire_digest_nthreads(m->mem.bytes),
-					&digest))
-		return;
+	if (!n || wire_digest_regions_threads(sample, host, n, wire_digest_nthreads(m->mem.bytes),
+					      &digest))
+		return 0;
 	t0 = mig_now_ns() - t0;
-	if (sampled)
-		m->digest_ns = (uint64_t)((double)t0 * (double)m->mem.bytes / (double)sampled);
+	return (uint64_t)((double)t0 * (double)m->mem.bytes / (double)sampled);
+}
+
+/* Right after round 0 the destination is still applying what the source queued, and the
+ * guest runs: one sample competes with both for the two cores (a 512 MiB VM estimated 65-98
+ * ms for a digest that took ~30). The least of three disjoint samples is the estimate. */
+static void calibrate_digest(struct msrc *m)
+{
+	uint64_t best = 0;
+
+	for (unsigned phase = 0; phase < 3; phase++) {
+		uint64_t ns = digest_sample_ns(m, phase);
+
+		if (ns && (!best || ns < best))
+			best = ns;
+	}
+	if (best)
+		m->digest_ns = best;
 }
 
 static int send_devices(struct msrc *m)
