@@ -59,13 +59,15 @@ struct dt_round_stats {
 	uint64_t sent_bytes;	     /* bytes on the wire this round (after compression) */
 	uint64_t total_bytes;	     /* bytes on the wire since the start */
 	uint64_t send_ns;	     /* time spent sending this round's pages */
-	uint64_t round_ns;	     /* the whole round: harvest, decide, send */
-	uint64_t harvest_ns;	     /* the harvest at the start of the round */
-	uint64_t device_bytes;	     /* device state expected at switchover (pending) */
-	uint64_t fixed_cost_ns;	     /* measured switchover overhead: RTT, harvest, pause */
-	uint64_t overlap_ns;	     /* switchover work beside the final send (the source's digest):
+	int64_t queued_bytes;	/* growth of the transport's send queue over send_ns (0: unknown):
+			       * the link carried sent_bytes - queued_bytes meanwhile */
+	uint64_t round_ns;	/* the whole round: harvest, decide, send */
+	uint64_t harvest_ns;	/* the harvest at the start of the round */
+	uint64_t device_bytes;	/* device state expected at switchover (pending) */
+	uint64_t fixed_cost_ns; /* measured switchover overhead: RTT, harvest, pause */
+	uint64_t overlap_ns;	/* switchover work beside the final send (the source's digest):
 			      * downtime = fixed + max(transfer, overlap) */
-	uint64_t memory_bytes;	     /* size of the migrated memory */
+	uint64_t memory_bytes;	/* size of the migrated memory */
 	uint32_t page_size;
 
 	/* Filled from dt_policy_decide(), for the record. */

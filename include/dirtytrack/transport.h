@@ -67,6 +67,11 @@ int dt_transport_set_timeout(struct dt_transport *t, int timeout_ms);
 /* Bytes moved so far, each way. */
 uint64_t dt_transport_bytes_sent(const struct dt_transport *t);
 uint64_t dt_transport_bytes_received(const struct dt_transport *t);
+/* Bytes sent that have not left yet: a TCP socket's unacknowledged send queue (SIOCOUTQ).
+ * -ENOTSUP for channels that cannot tell or have no link (UNIX sockets, pipes, fds, the
+ * in-memory pair), -EINVAL for NULL. What a sender's timing needs to tell the link from its
+ * buffers. */
+int64_t dt_transport_unsent(struct dt_transport *t);
 /* Close the stream as shutdown(SHUT_RDWR) does a socket: blocked and later calls on this end
  * fail; the peer still receives what this end sent before, then -ECONNRESET, and its sends
  * fail with -EPIPE. Safe from any thread: this is how a migration is aborted. */

@@ -185,9 +185,11 @@ static double smoothed_goodput(const struct dt_round_stats *r, unsigned n)
 	double weight = 1, wsum = 0, ns_per_byte = 0;
 
 	for (unsigned i = n - 1, age = 0; i-- > 0 && age < BW_ROUNDS; age++, weight *= BW_DECAY) {
-		double bytes = (double)r[i].sent_bytes, trust = bytes / BW_TRUSTED_BYTES;
+		/* What the link carried: a round the socket's buffer swallowed went nowhere yet. */
+		double bytes = (double)r[i].sent_bytes - (double)r[i].queued_bytes;
+		double trust = bytes / BW_TRUSTED_BYTES;
 
-		if (!r[i].sent_bytes || !r[i].send_ns)
+		if (!(bytes > 0) || !r[i].send_ns)
 			continue;
 		trust = trust < 1 ? trust * trust : 1;
 		wsum += weight * trust;

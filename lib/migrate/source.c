@@ -174,6 +174,7 @@ static int send_round(struct msrc *m, struct dt_round_stats *s, const uint64_t *
 		      uint64_t t_round)
 {
 	uint64_t pages = m->b.pages, zero = m->b.zero_pages, bytes0 = m->w.bytes, t0 = mig_now_ns();
+	int64_t q0 = dt_transport_unsent(m->o->transport), q1;
 	int ret = wire_send_round(&m->w, s->round, s->dirty_pages);
 
 	if (!ret)
@@ -181,6 +182,8 @@ static int send_round(struct msrc *m, struct dt_round_stats *s, const uint64_t *
 	if (ret)
 		return ret;
 	s->send_ns = mig_now_ns() - t0;
+	q1 = dt_transport_unsent(m->o->transport);
+	s->queued_bytes = q0 >= 0 && q1 >= 0 ? q1 - q0 : 0;
 	s->sent_pages = m->b.pages - pages;
 	s->zero_pages = m->b.zero_pages - zero;
 	s->sent_bytes = m->w.bytes - bytes0;

@@ -31,6 +31,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <sys/ioctl.h> /* TIOCOUTQ, which SIOCOUTQ is */
+#include <linux/sockios.h>
+
 #include "core/alloc.h"
 #include "core/log.h"
 #include "sys/sys.h"
@@ -200,6 +203,20 @@ static void sock_destroy(struct dt_transport *t)
 	xfree(s);
 }
 
+/* TCP's send queue: bytes not yet acknowledged. (A UNIX socket's SIOCOUTQ counts buffer
+ * overhead, not bytes, and a UNIX socket has no link to measure: not offered.) */
+static int64_t sock_unsent(struct dt_transport *t)
+{
+	struct sock_transport *s = to_sock(t);
+	int queued = 0;
+
+	if (s->kind != SOCK_TCP)
+		return -ENOTSUP;
+	if (sys_ioctl(s->fd, SIOCOUTQ, &queued) < 0)
+		return -ENOTSUP;
+	return queued;
+}
+
 static const struct transport_ops sock_ops = {
 	.name = "socket",
 	.send = sock_send,
@@ -207,6 +224,7 @@ static const struct transport_ops sock_ops = {
 	.recv = sock_recv,
 	.shutdown = sock_shutdown,
 	.destroy = sock_destroy,
+	.unsent = sock_unsent,
 };
 
 /* Wrap a connected fd; on failure the fd is left to the caller. */

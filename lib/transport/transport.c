@@ -86,6 +86,13 @@ uint64_t dt_transport_bytes_sent(const struct dt_transport *t)
 	return t ? atomic_load_explicit(&t->sent, memory_order_relaxed) : 0;
 }
 
+int64_t dt_transport_unsent(struct dt_transport *t)
+{
+	if (!t)
+		return -EINVAL;
+	return t->ops->unsent ? t->ops->unsent(t) : -ENOTSUP;
+}
+
 uint64_t dt_transport_bytes_received(const struct dt_transport *t)
 {
 	return t ? atomic_load_explicit(&t->received, memory_order_relaxed) : 0;

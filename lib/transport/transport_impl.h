@@ -35,6 +35,9 @@ struct transport_ops {
 	void (*destroy)(struct dt_transport *t);
 	/* Optional: told about a new timeout (already stored in the head). */
 	int (*set_timeout)(struct dt_transport *t, int timeout_ms);
+	/* Optional: bytes handed to the channel that the peer has not taken yet (a socket's
+	 * send queue); negative errno when it cannot tell. */
+	int64_t (*unsent)(struct dt_transport *t);
 };
 
 struct dt_transport {

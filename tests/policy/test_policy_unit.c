@@ -267,6 +267,26 @@ static void test_device_bytes(void **state)
 			 (uint64_t)ceil((1000.0 * PAGE + 1e8) * 1e9 / out.bandwidth) + MS);
 }
 
+/* A round the socket buffer swallowed did not cross the link: only what left counts. */
+static void test_queued_bytes(void **state)
+{
+	static const uint64_t dirty[] = {0, 1000, 1000};
+	struct dt_round_stats r[3];
+	double plain, queued;
+
+	make_trace(r, 3, dirty, 1e9);
+	plain = decide(r, 3).bandwidth;
+	for (unsigned i = 0; i < 2; i++) /* half of what each round sent is still queued */
+		r[i].queued_bytes = (int64_t)r[i].sent_bytes / 2;
+	queued = decide(r, 3).bandwidth;
+	PT_CHECK(queued < 0.55 * plain && queued > 0.45 * plain, , "%.0f B/s, %.0f without a queue",
+		 queued, plain);
+	for (unsigned i = 0; i < 2; i++) /* all of it: nothing was measured */
+		r[i].queued_bytes = (int64_t)r[i].sent_bytes;
+	PT_CHECK(decide(r, 3).bandwidth == 0, , "swallowed rounds measured %.0f B/s",
+		 decide(r, 3).bandwidth);
+}
+
 /* Work beside the final send (the source's digest) counts only where it outlasts it. */
 static void test_overlap(void **state)
 {
@@ -508,6 +528,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bandwidth_short_round),
 		cmocka_unit_test(test_device_bytes),
 		cmocka_unit_test(test_overlap),
+		cmocka_unit_test(test_queued_bytes),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_trend_window),
 		cmocka_unit_test(test_verdict_ratio_one_count),
