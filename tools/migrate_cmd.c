@@ -33,7 +33,9 @@
 struct migrate_args {
 	const char *listen, *to, *dump;
 	struct endpoint ep;
-	uint64_t size, seed, dirty_rate, hot, pinned, max_bandwidth;
+	uint64_t size, seed, dirty_rate, hot, pinned, max_bandwidth, phase_ms;
+	const char *pinned_arg; /* as given: pages, a size with a unit, or a percentage */
+	enum workload_pattern pattern;
 	double max_downtime_ms;
 	bool no_defer, compress, json, verbose;
 	const char *source_only; /* the first source option seen (its name), to refuse it with
@@ -46,7 +48,8 @@ static void usage(FILE *f)
 		"usage: dirtytrack migrate --listen tcp:HOST:PORT|unix:PATH [--size S] [--dump FILE]\n"
 		"                          [--json] [-v]\n"
 		"       dirtytrack migrate --to tcp:HOST:PORT|unix:PATH --size S [--seed N]\n"
-		"                          [--dirty-rate PAGES/S] [--hot PAGES] [--pinned PAGES]\n"
+		"                          [--dirty-rate PAGES/S] [--hot PAGES] [--pinned PAGES|S|P%%]\n"
+		"                          [--pattern uniform|zipf|phase] [--phase-ms MS]\n"
 		"                          [--max-downtime MS] [--max-bandwidth BYTES/S] [--no-defer]\n"
 		"                          [--compress] [--dump FILE] [--json] [-v]\n"
 		"\n"
@@ -58,7 +61,12 @@ static void usage(FILE *f)
 		"  --seed N             initial contents and pages written (default 1)\n"
 		"  --dirty-rate N       pages per second a writer thread dirties (default 0: none)\n"
 		"  --hot N              the writer dirties a hot set of N pages (default: uniform)\n"
-		"  --pinned N           a fake DMA device pins a ring of N pages and writes it\n"
+		"  --pinned N|S|P%%      a fake DMA device pins a ring and writes it: N pages, or S\n"
+		"                       bytes with a unit (64M), or P percent of --size (25%%)\n"
+		"  --pattern P          the writer's pages: uniform (default), zipf (popularity\n"
+		"                       ~ 1/rank, ranks shuffled by the seed) or phase (uniform, the\n"
+		"                       rate alternating between --dirty-rate and a tenth of it)\n"
+		"  --phase-ms MS        the length of each phase of --pattern phase (default 1000)\n"
 		"  --max-downtime MS    switch over when the predicted downtime fits (default 300)\n"
 		"  --max-bandwidth B    bytes per second on the wire (K, M, G suffixes; default: no\n"
 		"                       limit)\n"
@@ -122,6 +130,8 @@ enum {
 	OPT_COMPRESS,
 	OPT_DUMP,
 	OPT_JSON,
+	OPT_PATTERN,
+	OPT_PHASE_MS,
 };
 
 static const struct option long_options[] = {
@@ -138,6 +148,8 @@ static const struct option long_options[] = {
 	{"compress", no_argument, NULL, OPT_COMPRESS},
 	{"dump", required_argument, NULL, OPT_DUMP},
 	{"json", no_argument, NULL, OPT_JSON},
+	{"pattern", required_argument, NULL, OPT_PATTERN},
+	{"phase-ms", required_argument, NULL, OPT_PHASE_MS},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -148,6 +160,38 @@ static int count_arg(const char *name, uint64_t *out)
 {
 	if (!parse_count(optarg, out))
 		return usage_error("%s: expected a number (K, M, G suffixes allowed)", name);
+	return 0;
+}
+
+/*
+ * --pinned: a page count (digits alone, as before), a size with a unit (K, M, G, T: bytes,
+ * rounded up to pages), or a percentage of --size (rounded down to pages). Resolved once
+ * --size is known; 0 or 2 (said why).
+ */
+static int pinned_pages(struct migrate_args *a)
+{
+	const char *s = a->pinned_arg;
+	size_t len = strlen(s);
+	uint64_t v;
+
+	if (len > 1 && s[len - 1] == '%') {
+		char *end;
+		double pct = strtod(s, &end);
+
+		if (!isdigit((unsigned char)*s) || end != s + len - 1 || !(pct >= 0 && pct <= 100))
+			return usage_error(
+				"--pinned: '%s': expected a percentage from 0%% to 100%%", s);
+		a->pinned = (uint64_t)((double)(a->size / WORKLOAD_PAGE) * pct / 100.0);
+		return 0;
+	}
+	if (!parse_count(s, &v))
+		return usage_error("--pinned: '%s': expected pages, a size with a unit (K, M, G) "
+				   "or a percentage",
+				   s);
+	if (isdigit((unsigned char)s[len - 1]))
+		a->pinned = v;
+	else
+		a->pinned = v / WORKLOAD_PAGE + !!(v % WORKLOAD_PAGE);
 	return 0;
 }
 
@@ -170,6 +214,7 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 
 	memset(a, 0, sizeof(*a));
 	a->seed = 1;
+	a->phase_ms = 1000;
 	optind = 1;
 	while (!ret && (c = getopt_long(argc, argv, "vh", long_options, &idx)) != -1) {
 		switch (c) {
@@ -209,7 +254,22 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 			else if (c == OPT_HOT)
 				ret = count_arg("--hot", &a->hot);
 			else if (c == OPT_PINNED)
-				ret = count_arg("--pinned", &a->pinned);
+				a->pinned_arg = optarg;
+			else if (c == OPT_PHASE_MS)
+				ret = count_arg("--phase-ms", &a->phase_ms) ? 2
+				      : !a->phase_ms
+					      ? usage_error("--phase-ms: must be more than 0")
+					      : 0;
+			else if (c == OPT_PATTERN && !strcmp(optarg, "uniform"))
+				a->pattern = WORKLOAD_UNIFORM;
+			else if (c == OPT_PATTERN && !strcmp(optarg, "zipf"))
+				a->pattern = WORKLOAD_ZIPF;
+			else if (c == OPT_PATTERN && !strcmp(optarg, "phase"))
+				a->pattern = WORKLOAD_PHASE;
+			else if (c == OPT_PATTERN)
+				ret = usage_error("--pattern: expected uniform, zipf or phase, not "
+						  "'%s'",
+						  optarg);
 			else if (c == OPT_MAX_BANDWIDTH)
 				ret = count_arg("--max-bandwidth", &a->max_bandwidth);
 			else if (c == OPT_NO_DEFER)
@@ -251,6 +311,8 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 		return usage_error("--dirty-rate: at most 100M pages per second");
 	if (a->hot > a->size / WORKLOAD_PAGE)
 		return usage_error("--hot: more pages than --size holds");
+	if (a->pinned_arg && pinned_pages(a))
+		return 2;
 	if (a->pinned > a->size / WORKLOAD_PAGE || a->pinned > (1u << 30))
 		return usage_error("--pinned: more pages than --size holds");
 	return 0;
@@ -350,7 +412,9 @@ static int run_source(const struct migrate_args *a)
 				   .seed = a->seed,
 				   .dirty_rate = a->dirty_rate,
 				   .hot_pages = a->hot,
-				   .ring_pages = a->pinned};
+				   .ring_pages = a->pinned,
+				   .pattern = a->pattern,
+				   .phase_ms = a->phase_ms};
 	struct dt_migrate_source_opts opts = {.size = sizeof(opts)};
 	struct dt_migrate_result res;
 	struct source_ctx ctx = {0};

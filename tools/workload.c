@@ -42,6 +42,10 @@ struct workload {
 	atomic_bool stop;
 	atomic_uint_fast64_t writes, device_writes;
 	uint64_t rng; /* the writer's; kept across pauses */
+	/* WORKLOAD_ZIPF: cumulative probability of ranks 0..n-1 (zipf_cdf[n-1] == 1), and the
+	 * seeded bijection rank -> index: (rank * zipf_stride + zipf_offset) mod n. */
+	double *zipf_cdf;
+	uint64_t zipf_n, zipf_stride, zipf_offset;
 };
 
 static uint64_t mix64(uint64_t z)
@@ -126,16 +130,88 @@ static void fill_memory(struct workload *w)
 	}
 }
 
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+/* The Zipf table over n = the hot set or the whole region: 8 bytes a page (8 MiB for 4 GiB). */
+static int zipf_setup(struct workload *w)
+{
+	uint64_t n = w->o.hot_pages ? w->o.hot_pages : w->npages,
+		 s = w->o.seed ^ 0x2545f4914f6cdd1dull;
+	double sum = 0;
+
+	w->zipf_cdf = malloc(n * sizeof(*w->zipf_cdf));
+	if (!w->zipf_cdf)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < n; k++)
+		w->zipf_cdf[k] = sum += 1.0 / (double)(k + 1);
+	for (uint64_t k = 0; k < n; k++)
+		w->zipf_cdf[k] /= sum;
+	w->zipf_cdf[n - 1] = 1.0;
+	w->zipf_n = n;
+	w->zipf_offset = next_random(&s) % n;
+	do
+		w->zipf_stride = next_random(&s) % n | 1;
+	while (n > 1 && gcd(w->zipf_stride, n) != 1);
+	return 0;
+}
+
+/* The first rank whose cumulative probability reaches u (in [0, 1)), spread by the bijection. */
+static uint64_t zipf_index(const struct workload *w, uint64_t r)
+{
+	double u = (double)(r >> 11) * 0x1.0p-53;
+	uint64_t lo = 0, hi = w->zipf_n - 1;
+
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		if (w->zipf_cdf[mid] > u)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return (uint64_t)(((unsigned __int128)lo * w->zipf_stride + w->zipf_offset) % w->zipf_n);
+}
+
 static void write_one_page(struct workload *w)
 {
 	uint64_t r = next_random(&w->rng), page, *word;
 
-	if (w->o.hot_pages)
+	if (w->o.pattern == WORKLOAD_ZIPF) {
+		page = zipf_index(w, r);
+		if (w->o.hot_pages)
+			page *= w->npages / w->o.hot_pages;
+		r = next_random(&w->rng); /* the word within the page: independent of the rank */
+	} else if (w->o.hot_pages) {
 		page = (r % w->o.hot_pages) * (w->npages / w->o.hot_pages);
-	else
+	} else {
 		page = r % w->npages;
+	}
 	word = (uint64_t *)(w->mem + page * WORKLOAD_PAGE) + (r >> 40) % (WORKLOAD_PAGE / 8);
 	*word = r | 1;
+}
+
+/* Pages due after t ns of writing: rate x t, or for WORKLOAD_PHASE the integral of a rate
+ * alternating every phase_ms between dirty_rate (the first phase) and a tenth of it. */
+static uint64_t pages_due(const struct workload *w, uint64_t t)
+{
+	double high = (double)w->o.dirty_rate / 1e9, low = high / 10;
+	uint64_t p = w->o.phase_ms * 1000000, k, rem;
+
+	if (w->o.pattern != WORKLOAD_PHASE)
+		return (uint64_t)((double)t * high);
+	k = t / p;
+	rem = t % p;
+	return (uint64_t)((double)((k + 1) / 2) * (double)p * high +
+			  (double)(k / 2) * (double)p * low + (double)rem * (k % 2 ? low : high));
 }
 
 /* Paced by the clock: at any time about rate x elapsed pages written. After a stall (a slow
@@ -143,10 +219,10 @@ static void write_one_page(struct workload *w)
 static void *writer_main(void *arg)
 {
 	struct workload *w = arg;
-	uint64_t t0 = now_ns(), done = 0, rate = w->o.dirty_rate, slack = rate / 10 + 1;
+	uint64_t t0 = now_ns(), done = 0, slack = w->o.dirty_rate / 10 + 1;
 
 	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-		uint64_t due = (uint64_t)((double)(now_ns() - t0) * (double)rate / 1e9), n = 0;
+		uint64_t due = pages_due(w, now_ns() - t0), n = 0;
 
 		if (due > done + slack)
 			done = due - slack;
@@ -289,6 +365,8 @@ int workload_new(const struct workload_opts *opts, struct workload **out)
 	*out = NULL;
 	if (!opts->size || opts->size % WORKLOAD_PAGE || opts->size > (1ull << 46))
 		return -EINVAL;
+	if (opts->pattern > WORKLOAD_PHASE || (opts->pattern == WORKLOAD_PHASE && !opts->phase_ms))
+		return -EINVAL;
 	if (opts->hot_pages > opts->size / WORKLOAD_PAGE ||
 	    opts->ring_pages > opts->size / WORKLOAD_PAGE || opts->ring_pages > (1u << 30))
 		return -EINVAL;
@@ -310,6 +388,8 @@ int workload_new(const struct workload_opts *opts, struct workload **out)
 		ret = -ENOMEM;
 		goto fail;
 	}
+	if (opts->pattern == WORKLOAD_ZIPF && opts->dirty_rate && (ret = zipf_setup(w)))
+		goto fail;
 	fill_memory(w);
 	ret = setup_tracking(w);
 	if (ret)
@@ -353,6 +433,7 @@ void workload_free(struct workload *w)
 	if (w->mem)
 		munmap(w->mem, w->o.size);
 	free(w->ring);
+	free(w->zipf_cdf);
 	free(w);
 }
 

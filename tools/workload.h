@@ -18,12 +18,21 @@
  * stream's layout. */
 #define WORKLOAD_GPA 0x100000000ull
 
+/* How the writer picks the pages it dirties. */
+enum workload_pattern {
+	WORKLOAD_UNIFORM, /* uniform over the region (or the hot set) */
+	WORKLOAD_ZIPF,	  /* page popularity ~ 1/rank (exponent 1.0), ranks shuffled by the seed */
+	WORKLOAD_PHASE,	  /* uniform, the rate alternating between dirty_rate and a tenth of it */
+};
+
 struct workload_opts {
 	uint64_t size;	     /* bytes, a positive multiple of WORKLOAD_PAGE */
 	uint64_t seed;	     /* the initial contents and the writer's choice of pages */
 	uint64_t dirty_rate; /* pages per second the writer dirties; 0: no writer */
 	uint64_t hot_pages;  /* 0: uniform over the region; else a hot set of this many pages */
 	uint64_t ring_pages; /* pages the fake DMA device pins and writes; 0: no device */
+	enum workload_pattern pattern;
+	uint64_t phase_ms; /* WORKLOAD_PHASE: the length of each phase (high first); > 0 */
 };
 
 struct workload;

@@ -10,6 +10,9 @@
 #    once (pinned_sent_precopy 0, pinned_sent_final 64) and the same digest on both sides.
 # 2. The same over a UNIX socket with --no-defer (256 MiB, uniform writes): the ring goes in
 #    every pre-copy round (pinned_sent_precopy > 0) and again at the end.
+# 2b. The writer's other patterns, 64 MiB over TCP: Zipf-hot pages with a pinned ring given as
+#    a size (--pinned 1M: 256 pages), and a phase change (--phase-ms 50) with a ring given as a
+#    percentage (--pinned 5%: 819 pages); dumps equal and the ring sent once, as in 1.
 # 3. The destination killed (kill -9) after the source's first round line: the source exits
 #    1 with a message naming the broken stream, writes no dump, and no process is left.
 #
@@ -136,6 +139,14 @@ migrate_ok unix "unix:$T/sock" --size 256M --seed 8 --dirty-rate 5000 --pinned 6
 	--max-downtime 3000
 expect "unix: pinned_sent_precopy" "$(field pinned_sent_precopy "$T/unix.src.out")" -gt 0
 expect "unix: pinned_sent_final" "$(field pinned_sent_final "$T/unix.src.out")" -eq 64
+
+# ---- 2b. the writer's patterns, --pinned as a size and as a percentage -------------------
+migrate_ok zipf tcp:127.0.0.1:0 --size 64M --seed 9 --dirty-rate 20000 --pattern zipf \
+	--pinned 1M --max-downtime 3000
+expect "zipf: pinned_sent_final" "$(field pinned_sent_final "$T/zipf.src.out")" -eq 256
+migrate_ok phase tcp:127.0.0.1:0 --size 64M --seed 10 --dirty-rate 20000 --pattern phase \
+	--phase-ms 50 --pinned 5% --max-downtime 3000
+expect "phase: pinned_sent_final" "$(field pinned_sent_final "$T/phase.src.out")" -eq 819
 
 # ---- 3. the destination killed mid-migration ----------------------------------------------
 # Paced to 4 MiB/s with a hot set twice that size, so every round lasts about 2 s and the
