@@ -52,6 +52,9 @@ bench: deps $(BUILD_REL)/build.ninja
 	ninja -C $(BUILD_REL)
 	./$(BUILD_REL)/bench/bench_report
 	./$(BUILD_REL)/bench/bench_mark
+	./$(BUILD_REL)/bench/bench_track --no-set
+	./$(BUILD_REL)/bench/bench_migrate --no-sweep
+	./$(BUILD_REL)/bench/migration/policy_sim
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
