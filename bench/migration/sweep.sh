@@ -1,0 +1,193 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# bench/migration/sweep.sh - many cells of the migration benchmark, several seeds each.
+#
+#   sweep.sh --small|--full [--out FILE] [--seeds N] [--dt PATH] [--keep DIR] [--dry-run]
+#
+#   --small   what `make bench` can run in under 10 minutes: 256 MiB, 1 Gbit/s, RTT 0.2 and
+#             2 ms, uniform at 0.1, 0.3, 0.6 and 1.2 x the link, pinned 0 and 16 MiB, 2 seeds
+#             (32 runs, about 5 minutes on the reference machine)
+#   --full    issue 6's matrix: 1 GiB and 4 GiB, 1 and 10 Gbit/s, RTT 0.2 and 2 ms, uniform at
+#             0.1-1.2 x, Zipf and phase, pinned 0, 64 MiB and 25 %, the mid-run drop by half,
+#             3 seeds (hours)
+#   --out     the JSON lines file, appended to (default results/sweep-MODE-DATE.jsonl here)
+#   --seeds   seeds per cell (1..N), overriding the mode's count
+#   --dt      the dirtytrack executable (default build-release/tools/dirtytrack)
+#   --keep    keep each run's process output under DIR/CELL-sN (src.out: one line per round)
+#   --dry-run print the run.sh command lines only
+#
+# Each run is one `run.sh` cell; its JSON line is appended to the output with two extra
+# fields: "cell" (the cell's name, the same for every seed) and "stall_round" (the first
+# round whose verdict was "stalled", from the per-round lines, or null). Then
+# summarize_runs.py prints one markdown table row per cell. A run that fails or does not
+# verify does not stop the sweep. Needs root; the namespaces are removed on exit (trap).
+set -eu
+set -f # the cell arguments are split on spaces, never globbed
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+RUN="$HERE/run.sh"
+NETNS="$HERE/netns.sh"
+
+MODE=
+OUT=
+SEEDS=
+DT="$ROOT/build-release/tools/dirtytrack"
+KEEP=
+DRY=
+
+usage() {
+	sed -n '4,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--small | --full)
+		MODE=${1#--}
+		shift
+		continue
+		;;
+	--dry-run)
+		DRY=1
+		shift
+		continue
+		;;
+	-h | --help) usage ;;
+	esac
+	[ $# -ge 2 ] || usage
+	case $1 in
+	--out) OUT=$2 ;;
+	--seeds) SEEDS=$2 ;;
+	--dt) DT=$2 ;;
+	--keep) KEEP=$2 ;;
+	*) usage ;;
+	esac
+	shift 2
+done
+[ -n "$MODE" ] || usage
+if [ -n "$SEEDS" ]; then
+	echo "$SEEDS" | grep -Eq '^[1-9][0-9]*$' || {
+		echo "sweep.sh: --seeds: expected a positive count, not '$SEEDS'" >&2
+		exit 2
+	}
+fi
+
+if [ -z "$DRY" ]; then
+	[ "$(id -u)" -eq 0 ] || {
+		echo "sweep.sh: needs root (run.sh creates network namespaces)" >&2
+		exit 1
+	}
+	[ -x "$DT" ] || {
+		echo "sweep.sh: no dirtytrack at $DT (meson setup build-release --buildtype=release -Dtests=false; ninja -C build-release), or give --dt" >&2
+		exit 1
+	}
+fi
+[ -n "$OUT" ] || OUT="$HERE/results/sweep-$MODE-$(date +%Y%m%d-%H%M%S).jsonl"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/dt-sweep.XXXXXX")
+cleanup() {
+	rc=$?
+	trap - EXIT INT TERM HUP
+	[ -n "$DRY" ] || "$NETNS" teardown >/dev/null 2>&1 || true
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# The cell list: one line per cell, "name|run.sh arguments" (no seed).
+cells() {
+	case $MODE in
+	small)
+		for rtt in 0.2 2; do
+			for f in 0.1 0.3 0.6 1.2; do
+				for p in 0 16M; do
+					echo "256M-1gbit-rtt$rtt-uniform$f-pin$p|--size 256M --rate 1gbit --rtt-ms $rtt --pattern uniform --dirty $f --pinned $p --timeout 120"
+				done
+			done
+		done
+		;;
+	full)
+		for size in 1G 4G; do
+			to=600
+			[ "$size" = 1G ] || to=1800
+			for rate in 1gbit 10gbit; do
+				for rtt in 0.2 2; do
+					for p in 0 64M 25%; do
+						pn=$(echo "$p" | tr -d '%')
+						[ "$p" = 25% ] && pn=25pct
+						c="--size $size --rate $rate --rtt-ms $rtt --pinned $p --timeout $to"
+						n="$size-$rate-rtt$rtt"
+						for f in 0.1 0.3 0.6 0.9 1.2; do
+							echo "$n-uniform$f-pin$pn|$c --pattern uniform --dirty $f"
+						done
+						for f in 0.3 1.2; do
+							echo "$n-zipf$f-pin$pn|$c --pattern zipf --dirty $f"
+						done
+						echo "$n-phase0.6-pin$pn|$c --pattern phase --dirty 0.6"
+						# The rate halved one second in.
+						for f in 0.1 0.3; do
+							echo "$n-uniform$f-pin$pn-drop1s|$c --pattern uniform --dirty $f --drop-at 1"
+						done
+						echo "$n-zipf0.3-pin$pn-drop1s|$c --pattern zipf --dirty 0.3 --drop-at 1"
+					done
+				done
+			done
+		done
+		;;
+	esac
+}
+
+if [ -z "$SEEDS" ]; then
+	SEEDS=2
+	[ "$MODE" = small ] || SEEDS=3
+fi
+
+cells >"$T/cells"
+ncells=$(wc -l <"$T/cells")
+total=$((ncells * SEEDS))
+if [ -z "$DRY" ]; then
+	mkdir -p "$(dirname "$OUT")"
+	echo "sweep.sh: $MODE: $ncells cells x $SEEDS seeds = $total runs -> $OUT" >&2
+fi
+
+i=0
+start=$(date +%s)
+while IFS='|' read -r name args; do
+	s=1
+	while [ "$s" -le "$SEEDS" ]; do
+		i=$((i + 1))
+		if [ -n "$DRY" ]; then
+			echo "$RUN $args --seed $s --dt $DT"
+			s=$((s + 1))
+			continue
+		fi
+		kd="$T/keep"
+		[ -z "$KEEP" ] || kd="$KEEP/$name-s$s"
+		rm -rf "$T/keep"
+		set +e
+		# shellcheck disable=SC2086 # $args is a word list by design (set -f: no globbing)
+		"$RUN" $args --seed "$s" --dt "$DT" --keep "$kd" >"$T/line" 2>"$T/err"
+		rc=$?
+		set -e
+		line=$(tail -n 1 "$T/line")
+		case $line in
+		'{'*) ;;
+		*)
+			# shellcheck disable=SC1003 # tr -d removes quotes and backslashes
+			why=$(tail -n 1 "$T/err" | tr -d '"\\' | cut -c 1-200)
+			line="{\"status\":\"harness-error\",\"exit\":$rc,\"message\":\"$why\",\"verified\":false}"
+			;;
+		esac
+		sr=$(grep '^{"round"' "$kd/src.out" 2>/dev/null | grep '"verdict":"stalled"' |
+			head -n 1 | sed -n 's/^{"round":\([0-9]*\),.*/\1/p' || true)
+		printf '{"cell":"%s","stall_round":%s,%s\n' "$name" "${sr:-null}" "${line#\{}" >>"$OUT"
+		st=$(echo "$line" | sed -n 's/^[^}]*"status":"\([^"]*\)".*/\1/p')
+		echo "sweep.sh: [$i/$total] $name seed $s: ${st:-?} ($(($(date +%s) - start)) s)" >&2
+		s=$((s + 1))
+	done
+done <"$T/cells"
+
+[ -n "$DRY" ] || python3 "$HERE/summarize_runs.py" "$OUT"
