@@ -61,6 +61,8 @@ struct dt_round_stats {
 	uint64_t send_ns;	     /* time spent sending this round's pages */
 	int64_t queued_bytes;	/* growth of the transport's send queue over send_ns (0: unknown):
 			       * the link carried sent_bytes - queued_bytes meanwhile */
+	uint64_t backlog_bytes; /* still in the transport's queue when this round is decided
+				 * (0: unknown): they cross the link before the final pages */
 	uint64_t round_ns;	/* the whole round: harvest, decide, send */
 	uint64_t harvest_ns;	/* the harvest at the start of the round */
 	uint64_t device_bytes;	/* device state expected at switchover (pending) */

@@ -279,8 +279,9 @@ static uint64_t predict_downtime(const struct policy_eff *p, const struct dt_rou
 
 	if (!(bandwidth > 0))
 		return UINT64_MAX;
-	transfer_ns =
-		((double)pages * s->page_size + (double)s->device_bytes) * NS_PER_S / bandwidth;
+	transfer_ns = ((double)pages * s->page_size + (double)s->device_bytes +
+		       (double)s->backlog_bytes) *
+		      NS_PER_S / bandwidth;
 	if (!(transfer_ns < 0x1p64))
 		return UINT64_MAX;
 	/* What runs beside the final send (the source's digest) costs only what it outlasts. */

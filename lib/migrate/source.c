@@ -487,6 +487,12 @@ static int precopy(struct msrc *m)
 		}
 		s->dirty_pages = count_in_regions(m, m->tosend, NULL);
 		s->total_bytes = m->w.bytes;
+		{
+			/* what earlier rounds left in the socket goes out before the final pages */
+			int64_t q = dt_transport_unsent(m->o->transport);
+
+			s->backlog_bytes = q > 0 ? (uint64_t)q : 0;
+		}
 		ret = decide(m, s);
 		if (ret)
 			return ret;

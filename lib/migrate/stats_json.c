@@ -108,6 +108,7 @@ int dt_round_stats_json(const struct dt_round_stats *s, char *buf, size_t len)
 	put_u64(&j, "zero_pages", s->zero_pages);
 	put_u64(&j, "sent_bytes", s->sent_bytes);
 	put(&j, ",\"queued_bytes\":%lld", (long long)s->queued_bytes);
+	put_u64(&j, "backlog_bytes", s->backlog_bytes);
 	put_u64(&j, "total_bytes", s->total_bytes);
 	put_fixed3(&j, "send_ms", s->send_ns / 1e6);
 	put_fixed3(&j, "round_ms", s->round_ns / 1e6);

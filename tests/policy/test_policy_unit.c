@@ -287,6 +287,20 @@ static void test_queued_bytes(void **state)
 		 decide(r, 3).bandwidth);
 }
 
+/* Bytes still queued from earlier rounds cross the link before the final pages. */
+static void test_backlog(void **state)
+{
+	static const uint64_t dirty[] = {0, 1000};
+	struct dt_round_stats r[2];
+	struct dt_policy_out out;
+
+	make_trace(r, 2, dirty, 1e9);
+	out = decide(r, 2);
+	r[1].backlog_bytes = 4u << 20;
+	assert_int_equal(decide(r, 2).predicted_downtime_ns,
+			 (uint64_t)ceil((1000.0 * PAGE + (4u << 20)) * 1e9 / out.bandwidth) + MS);
+}
+
 /* Work beside the final send (the source's digest) counts only where it outlasts it. */
 static void test_overlap(void **state)
 {
@@ -528,6 +542,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bandwidth_short_round),
 		cmocka_unit_test(test_device_bytes),
 		cmocka_unit_test(test_overlap),
+		cmocka_unit_test(test_backlog),
 		cmocka_unit_test(test_queued_bytes),
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_trend_window),
