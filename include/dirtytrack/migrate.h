@@ -89,6 +89,9 @@ struct dt_policy {
 	uint64_t fixed_cost_ns;	   /* override of the measured fixed cost; 0: measured */
 	uint32_t stall_rounds;	   /* 0: 3; rounds not converging before giving up or asking */
 	bool no_defer_pinned;	   /* send pinned pages in every round, as QEMU does */
+	/* Share of max_downtime_ns held back for the prediction's error: switch over when the
+	 * prediction fits (1 - margin) x the limit. 0: 0.1; negative: none. Below 1. */
+	double margin;
 };
 
 struct dt_policy_out {

@@ -475,7 +475,9 @@ static void test_ask_order(void **state)
 	PT_CHECK(out.decision == DT_DECISION_ASK, , "%s", out.reason);
 }
 
-/* The predicted downtime is exactly at the limit: switch over. One ns more: continue. */
+/* Without a margin, a prediction exactly at the limit switches over; one ns more continues.
+ * With the default margin (0.1) the prediction must fit 90 % of the limit; a margin of 1 or
+ * more, or not finite, is -EINVAL. */
 static void test_limit_inclusive(void **state)
 {
 	static const uint64_t dirty[] = {0, 1000};
@@ -484,10 +486,29 @@ static void test_limit_inclusive(void **state)
 
 	make_trace(r, 2, dirty, 1e9);
 	out = decide(r, 2);
+	policy.margin = -1;
 	policy.max_downtime_ns = out.predicted_downtime_ns;
 	assert_int_equal(decide(r, 2).decision, DT_DECISION_SWITCHOVER);
 	policy.max_downtime_ns = out.predicted_downtime_ns - 1;
 	assert_int_equal(decide(r, 2).decision, DT_DECISION_CONTINUE);
+	policy.margin = 0; /* the default */
+	policy.max_downtime_ns = out.predicted_downtime_ns;
+	assert_int_equal(decide(r, 2).decision, DT_DECISION_CONTINUE);
+	policy.max_downtime_ns = (uint64_t)(out.predicted_downtime_ns / 0.9) + 2;
+	assert_int_equal(decide(r, 2).decision, DT_DECISION_SWITCHOVER);
+	policy.margin = 0.5;
+	assert_int_equal(decide(r, 2).decision, DT_DECISION_CONTINUE);
+	policy.max_downtime_ns = 2 * out.predicted_downtime_ns + 2;
+	assert_int_equal(decide(r, 2).decision, DT_DECISION_SWITCHOVER);
+	{
+		static const double bad[] = {1.0, 2.0, INFINITY, NAN};
+		struct dt_policy_out o;
+
+		for (unsigned i = 0; i < 4; i++) {
+			policy.margin = bad[i];
+			assert_int_equal(dt_policy_decide(&policy, r, 2, &o), -EINVAL);
+		}
+	}
 	policy = (struct dt_policy){.size = sizeof(policy)};
 }
 
