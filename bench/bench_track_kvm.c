@@ -41,6 +41,7 @@
 
 #include <linux/kvm.h>
 
+#include "../vmm/flat32.h"
 #include "bench_track.h"
 
 #define STRIDE_OFF   0x10u	   /* the stride program; the list program is at 0 */
@@ -66,23 +67,10 @@ struct guest {
 
 static void vcpu_flat_protected_mode(struct guest *g)
 {
-	struct kvm_segment code = {.base = 0,
-				   .limit = 0xffffffff,
-				   .selector = 8,
-				   .type = 11, /* execute/read, accessed */
-				   .present = 1,
-				   .db = 1,
-				   .s = 1,
-				   .g = 1};
-	struct kvm_segment data = code;
 	struct kvm_sregs sregs;
 
-	data.selector = 16;
-	data.type = 3; /* read/write, accessed */
 	BENCH_CHECK(!ioctl(g->vcpu, KVM_GET_SREGS, &sregs), "KVM_GET_SREGS: %s", strerror(errno));
-	sregs.cs = code;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.cr0 |= 1; /* PE, no PG */
+	flat32_sregs(&sregs);
 	BENCH_CHECK(!ioctl(g->vcpu, KVM_SET_SREGS, &sregs), "KVM_SET_SREGS: %s", strerror(errno));
 }
 

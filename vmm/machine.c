@@ -194,19 +194,14 @@ int machine_start(struct machine *m)
 int machine_pause(void *opaque)
 {
 	struct machine *m = opaque;
-	int ret = 0;
+	int ret = 0, r;
 
+	/* Every part is paused even when one fails; the first error is the result. */
 	for (unsigned t = 0; t < VDEV_NTYPES; t++)
-		if (m->dev[t]) {
-			int r = vdev_pause(m->dev[t]);
-
-			ret = ret ? ret : r;
-		}
-	{
-		int r = vm_pause(&m->vm);
-
-		ret = ret ? ret : r;
-	}
+		if (m->dev[t] && (r = vdev_pause(m->dev[t])) && !ret)
+			ret = r;
+	if ((r = vm_pause(&m->vm)) && !ret)
+		ret = r;
 	m->running = false;
 	return ret;
 }

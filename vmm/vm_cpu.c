@@ -33,13 +33,12 @@
 
 #include <linux/kvm.h>
 
+#include "flat32.h"
 #include "vm_cpu.h"
 
 #define VM_KICK_SIGNAL (SIGRTMIN + 1)
 #define CPU_MAGIC      0x55504356u /* "VCPU" */
 #define CPU_VERSION    1u
-#define CR0_PE	       (1ull << 0)
-#define CR0_PG	       (1ull << 31)
 #define RFLAGS_FIXED   (1ull << 1)
 #define NSEC	       1000000000ll
 
@@ -88,28 +87,15 @@ static int vcpu_ioctl(struct vm *vm, unsigned long req, void *arg, const char *n
 
 int vm_cpu_init(struct vm *vm)
 {
-	struct kvm_segment code = {.base = 0,
-				   .limit = 0xffffffff,
-				   .selector = 8,
-				   .type = 11, /* execute/read, accessed */
-				   .present = 1,
-				   .db = 1,
-				   .s = 1,
-				   .g = 1};
-	struct kvm_segment data = code;
 	struct kvm_regs regs = {.rip = GUEST_CODE_GPA, .rflags = RFLAGS_FIXED};
 	struct kvm_sregs sregs;
 	pthread_condattr_t attr;
 	int ret;
 
-	data.selector = 16;
-	data.type = 3; /* read/write, accessed */
 	ret = vcpu_ioctl(vm, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
 	if (ret)
 		return ret;
-	sregs.cs = code;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.cr0 = (sregs.cr0 | CR0_PE) & ~CR0_PG;
+	flat32_sregs(&sregs);
 	ret = vcpu_ioctl(vm, KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
 	if (!ret)
 		ret = vcpu_ioctl(vm, KVM_SET_REGS, &regs, "KVM_SET_REGS");

@@ -465,13 +465,20 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
-/* Median round trip (ns) of n ping-pongs of 64 bytes to port. */
-static uint64_t ping_pong(uint16_t port, int n)
+/* A connection to 127.0.0.1:port, or -1. */
+static int connect_loopback(uint16_t port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons(port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = connect_to((struct sockaddr *)&sa, sizeof(sa));
+
+	return connect_to((struct sockaddr *)&sa, sizeof(sa));
+}
+
+/* Median round trip (ns) of n ping-pongs of 64 bytes to port. */
+static uint64_t ping_pong(uint16_t port, int n)
+{
+	int fd = connect_loopback(port);
 	uint64_t *rtt = calloc((size_t)n, sizeof(*rtt)), med;
 	char msg[64] = "ping";
 
@@ -502,10 +509,7 @@ static uint64_t ping_pong(uint16_t port, int n)
 /* Seconds to send bytes to port and see the far end close (everything delivered). */
 static double blast(uint16_t port, uint64_t bytes)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = connect_to((struct sockaddr *)&sa, sizeof(sa));
+	int fd = connect_loopback(port);
 	char *buf = malloc(CHUNK), c;
 	uint64_t t0 = now_ns();
 

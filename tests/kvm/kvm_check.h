@@ -2,16 +2,38 @@
 /*
  * tests/kvm/kvm_check.h - what the KVM source tests share: random distinct page lists and
  * an exact comparison of a harvested bitmap with the pages expected, printing the first
- * differences and the seed. Include after <cmocka.h> and ../core/test_util.h.
+ * differences and the seed; opening /dev/kvm or skipping. Include after <cmocka.h> and
+ * ../core/test_util.h.
  */
 #ifndef DT_TESTS_KVM_CHECK_H
 #define DT_TESTS_KVM_CHECK_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <linux/kvm.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+
+/* /dev/kvm opened (O_CLOEXEC) with the API version this code knows; otherwise say why and
+ * exit 77, which meson counts as skipped. */
+static inline int kvm_open_or_skip(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		printf("no /dev/kvm: %s; skipped\n", strerror(errno));
+		exit(77);
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		printf("unexpected KVM API version; skipped\n");
+		exit(77);
+	}
+	return fd;
+}
 
 static inline bool bit_test(const uint64_t *b, uint64_t n)
 {

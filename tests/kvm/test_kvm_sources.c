@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "../core/test_util.h"
+#include "../../vmm/flat32.h"
 #include "kvm_check.h"
 #include <dirtytrack/track.h>
 
@@ -64,24 +65,9 @@ struct vm {
 static void vcpu_setup(struct vm *vm)
 {
 	struct kvm_sregs sregs;
-	struct kvm_segment code = {.base = 0,
-				   .limit = 0xffffffff,
-				   .selector = 8,
-				   .type = 11,
-				   .present = 1,
-				   .dpl = 0,
-				   .db = 1,
-				   .s = 1,
-				   .l = 0,
-				   .g = 1};
-	struct kvm_segment data = code;
 
-	data.selector = 16;
-	data.type = 3;
 	assert_int_equal(ioctl(vm->vcpu, KVM_GET_SREGS, &sregs), 0);
-	sregs.cs = code;
-	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
-	sregs.cr0 |= 1; /* PE, no PG */
+	flat32_sregs(&sregs);
 	assert_int_equal(ioctl(vm->vcpu, KVM_SET_SREGS, &sregs), 0);
 }
 
@@ -383,15 +369,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_auto),
 	};
 
-	kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm_fd < 0) {
-		printf("no /dev/kvm: %s; skipped\n", strerror(errno));
-		return 77;
-	}
-	if (ioctl(kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-		printf("unexpected KVM API version; skipped\n");
-		return 77;
-	}
+	kvm_fd = kvm_open_or_skip();
 	test_seed_init(argc, argv);
 	return cmocka_run_group_tests_name("kvm_sources", tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "../core/test_util.h"
+#include "../kvm/kvm_check.h"
 #include "machine.h"
 
 #define MEM (96ull << 20)
@@ -255,13 +256,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_no_device_tracking),
 		cmocka_unit_test(test_abort_retry),
 	};
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
-	if (fd < 0) {
-		printf("no /dev/kvm: %s; skipped\n", strerror(errno));
-		return 77;
-	}
-	close(fd);
+	close(kvm_open_or_skip());
 	test_seed_init(argc, argv);
 	dt_set_log(dt_log_stderr, NULL, DT_LOG_WARN); /* a refusal says why */
 	return cmocka_run_group_tests_name("machine", tests, NULL, NULL);

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "../core/test_util.h"
+#include "../kvm/kvm_check.h"
 #include "vm.h"
 
 #define MIB	   (1ull << 20)
@@ -601,16 +602,6 @@ static void test_panic(void **state)
 	expect_panic(GUEST_PANIC_CONFIG, spoil_sweep_pos);
 }
 
-static bool bit(const uint64_t *b, uint64_t n)
-{
-	return b[n / 64] >> (n % 64) & 1;
-}
-
-static void bit_set(uint64_t *b, uint64_t n)
-{
-	b[n / 64] |= 1ull << (n % 64);
-}
-
 /* Pages the guest wrote in generations (from, to] with the sweep at pos0 before from. */
 static void expect_written(const struct vm_config *c, uint32_t area, uint32_t pos0, uint32_t from,
 			   uint32_t to, uint64_t *want)
@@ -636,7 +627,8 @@ static void expect_written(const struct vm_config *c, uint32_t area, uint32_t po
  * bank boundary, the device areas and the code stay clean. */
 static void test_dirty_log(void **state)
 {
-	uint64_t mem = 136 * MIB, npages = mem / GUEST_PAGE, diff = 0;
+	uint64_t mem = 136 * MIB, npages = mem / GUEST_PAGE;
+	int64_t reported;
 	uint32_t area = area_pages(mem);
 	/* area index of the first page of bank 1 */
 	uint32_t boundary = (uint32_t)((mem / 2 - GUEST_AREA_GPA) / GUEST_PAGE), pos, gen;
@@ -663,19 +655,12 @@ static void test_dirty_log(void **state)
 	wait_generation(&vm, 6, 10000);
 	pause_at_tick(&vm); /* whole iterations only */
 	gen = vm_generation(&vm);
-	EXPECT_TRUE(dt_source_harvest(src, 0, npages, got, 0) > 0);
+	reported = dt_source_harvest(src, 0, npages, got, 0);
+	EXPECT_TRUE(reported > 0);
 	expect_written(&c, area, pos, 0, gen, want);
-	for (uint64_t p = 0; p < npages; p++) {
-		if (bit(got, p) == bit(want, p))
-			continue;
-		if (diff++ < 8)
-			print_error("page 0x%llx: expected %s, seen %s\n", (unsigned long long)p,
-				    bit(want, p) ? "dirty" : "clean",
-				    bit(got, p) ? "dirty" : "clean");
-	}
 	ctx_set("dirty log after %u generations", gen);
-	EXPECT_EQ(diff, 0);
-	EXPECT_TRUE(bit(got, (mem / 2) / GUEST_PAGE)); /* bank 1 (slot 1) reported */
+	check_bitmap(test_ctx, got, want, npages, reported);
+	EXPECT_TRUE(bit_test(got, (mem / 2) / GUEST_PAGE)); /* bank 1 (slot 1) reported */
 	assert_int_equal(dt_source_stop(src), 0);
 	dt_source_free(src);
 	vm_destroy(&vm);
@@ -747,7 +732,7 @@ static void test_dirty_ring(void **state)
 	EXPECT_TRUE(dt_source_harvest(src, 0, npages, got, 0) > 0);
 	expect_written(&c, AREA_SMALL, 0, 0, gen, want);
 	for (uint64_t p = 0; p < npages; p++)
-		missed += bit(want, p) && !bit(got, p);
+		missed += bit_test(want, p) && !bit_test(got, p);
 	EXPECT_EQ(missed, 0);
 	printf("%u ring-full exits; the source is %sexact\n", ring_fulls,
 	       dt_source_caps(src) & DT_SOURCE_CAP_EXACT ? "" : "no longer ");
@@ -771,13 +756,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_dirty_log, destroy_all),
 		cmocka_unit_test_teardown(test_dirty_ring, destroy_all),
 	};
-	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
-	if (fd < 0) {
-		printf("no /dev/kvm: %s; skipped\n", strerror(errno));
-		return 77;
-	}
-	close(fd);
+	close(kvm_open_or_skip());
 	test_seed_init(argc, argv);
 	return cmocka_run_group_tests_name("vm", tests, NULL, NULL);
 }
