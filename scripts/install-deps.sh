@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages the build and the tests need, when missing (needs root).
 set -e
-need="meson ninja-build pkg-config libcmocka-dev clang libclang-rt-14-dev libxxhash-dev libzstd-dev"
+need="meson ninja-build pkg-config libcmocka-dev clang libclang-rt-14-dev libxxhash-dev libzstd-dev libjson-c-dev"
 missing=""
 for p in $need; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
