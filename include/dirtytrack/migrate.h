@@ -105,6 +105,9 @@ struct dt_policy_out {
 	double rel_slope;	 /* slope / mean of the fitted counts: -0.3 = 30 % less a round */
 	double link_ratio;	 /* dirty rate x page size / bandwidth; 0: unknown */
 	uint32_t not_converging; /* consecutive rounds STALLED or DIVERGING, this one included */
+	/* Where the dirty counts are headed: the count at which rounds would settle, projected
+	 * from the newest two counts and their windows (docs/policy.md); -1: not projected. */
+	double settle_pages;
 };
 
 /* Fill the defaults into the fields of *p left 0 (a field 0 means its default everywhere). */

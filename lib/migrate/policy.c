@@ -76,7 +76,11 @@ struct assessment {
 	double dirty_rate; /* pages per second during the previous round; 0 unknown */
 	double bandwidth;  /* bytes per second; 0 unknown */
 	double link_ratio; /* dirty_rate x page size / bandwidth; 0 unknown */
+	double settle;	   /* pages a round settles at, projected; < 0 not projected */
 };
+
+static uint64_t predict_downtime(const struct policy_eff *p, const struct dt_round_stats *s,
+				 double bandwidth);
 
 /* A caller of an older, shorter struct dt_policy set only the fields inside its size. */
 #define POLICY_HAS(p, f)                                                                           \
@@ -227,6 +231,99 @@ static void fit_trend(const struct dt_round_stats *r, unsigned m, struct assessm
 	a->rel_slope = ymean > 0 ? a->slope / ymean : 0;
 }
 
+/*
+ * The pages dirtied in a window of t ns by a stationary writer: a concave curve through 0
+ * that saturates at the working set. For uniform random writes over amp pages at w pages/ns
+ * it is exactly amp (1 - exp(-t / tau)), tau = amp / w; tau infinite: the line amp x t.
+ * A round's window is the time to send its count plus the round's own overhead, and pin
+ * pinned pages are sent in every round (without deferral): next() is the count after c.
+ */
+struct dirty_curve {
+	double amp, tau, pin, ns_per_page, overhead_ns;
+};
+
+static double curve_next(const struct dirty_curve *k, double c)
+{
+	double t = c * k->ns_per_page + k->overhead_ns;
+
+	return k->pin + (isinf(k->tau) ? k->amp * t : k->amp * -expm1(-t / k->tau));
+}
+
+/*
+ * Where the dirty counts settle. The newest two counts and the windows they were dirtied in
+ * (the rounds before them) fix amp and tau; the counts then follow c -> curve_next(c) and
+ * settle at its largest fixed point no higher than the newest count. That is known after
+ * round 2, while the counts themselves still fall for many rounds towards it when the writer
+ * outruns the link (uniform at 1.2 x link: 70, 57, 49, 45 ... % of memory, settling at 31 %).
+ * Returns the settled count, or -1 when the counts do not fit the curve (the window and the
+ * count moved in opposite ways: the writer changed) or too little is known.
+ */
+static double settle_count(const struct policy_eff *p, const struct dt_round_stats *r, unsigned m,
+			   double bandwidth)
+{
+	const struct dt_round_stats *s = &r[m - 1];
+	struct dirty_curve k = {.pin = p->defer_pinned ? 0 : (double)s->pinned_pages};
+	double c1 = (double)r[m - 2].dirty_pages - (p->defer_pinned ? 0 : r[m - 2].pinned_pages);
+	double c2 = (double)s->dirty_pages - k.pin;
+	double t1 = (double)r[m - 3].round_ns, t2 = (double)r[m - 2].round_ns;
+	double q = c2 / c1, lin = t2 / t1, lo, hi;
+
+	if (!(bandwidth > 0) || !(t1 > 0) || !(t2 > 0) || !(c1 > 0) || c2 < 0 || t1 == t2)
+		return -1;
+	/* The count moved by q while the window moved by lin: a line through 0 moves it as
+	 * much, a saturating curve less, and a stationary writer never the other way. */
+	if ((q - 1) * (lin - 1) < 0 || (q == 1) != (lin == 1))
+		return -1;
+	if (fabs(q - 1) >= fabs(lin - 1)) {
+		k.tau = INFINITY; /* nothing saturates in these windows: the rate c2 / t2 holds */
+		k.amp = c2 / t2;
+	} else {
+		/* (1 - e^(-t2/tau)) / (1 - e^(-t1/tau)) runs monotonically from 1 (tau -> 0) to
+		 * lin (tau -> inf): bisect for q in log tau. */
+		lo = log(fmin(t1, t2)) - 40;
+		hi = log(fmax(t1, t2)) + 40;
+		for (int i = 0; i < 100; i++) {
+			double mid = (lo + hi) / 2, tau = exp(mid);
+
+			if (fabs(expm1(-t2 / tau) / expm1(-t1 / tau) - 1) < fabs(q - 1))
+				lo = mid;
+			else
+				hi = mid;
+		}
+		k.tau = exp((lo + hi) / 2);
+		k.amp = c2 / -expm1(-t2 / k.tau);
+	}
+	k.ns_per_page = (double)s->page_size * NS_PER_S / bandwidth;
+	k.overhead_ns = fmax(0, (double)r[m - 2].round_ns - (double)r[m - 2].send_ns);
+	/* next(c) - c is concave and next(0) >= 0: bisect its last zero in [0, count]. */
+	if (curve_next(&k, (double)s->dirty_pages) >= (double)s->dirty_pages)
+		return (double)s->dirty_pages; /* not falling at all */
+	lo = 0;
+	hi = (double)s->dirty_pages;
+	for (int i = 0; i < 100 && hi - lo > 0.5; i++) {
+		double mid = (lo + hi) / 2;
+
+		if (curve_next(&k, mid) >= mid)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The counts fall, but towards a level whose downtime would not fit. */
+static bool settles_too_high(const struct policy_eff *p, const struct dt_round_stats *s,
+			     const struct assessment *a)
+{
+	struct dt_round_stats settled = *s;
+
+	if (a->settle < 0)
+		return false;
+	settled.dirty_pages = (uint64_t)a->settle;
+	settled.backlog_bytes = 0; /* drains meanwhile */
+	return predict_downtime(p, &settled, a->bandwidth) > p->switch_ns;
+}
+
 /* The estimates after the harvest of round m - 1, from rounds[0..m-1] only. */
 static void assess(const struct policy_eff *p, const struct dt_round_stats *r, unsigned m,
 		   struct assessment *a)
@@ -234,6 +331,7 @@ static void assess(const struct policy_eff *p, const struct dt_round_stats *r, u
 	bool ratio_known;
 
 	memset(a, 0, sizeof(*a));
+	a->settle = -1;
 	a->bandwidth = p->bandwidth_override > 0 ? p->bandwidth_override : smoothed_goodput(r, m);
 	if (m < 2)
 		return; /* UNKNOWN: round 0 only */
@@ -252,12 +350,15 @@ static void assess(const struct policy_eff *p, const struct dt_round_stats *r, u
 		return;
 	}
 	fit_trend(r, m, a);
+	a->settle = settle_count(p, r, m, a->bandwidth);
 	if (a->rel_slope >= SLOPE_CLEAR)
 		a->verdict = DT_VERDICT_DIVERGING;
-	else if (a->rel_slope <= -SLOPE_CLEAR && !(ratio_known && a->link_ratio >= RATIO_STALL))
+	else if (a->rel_slope <= -SLOPE_CLEAR && !(ratio_known && a->link_ratio >= RATIO_STALL) &&
+		 !settles_too_high(p, &r[m - 1], a))
 		a->verdict = DT_VERDICT_CONVERGING;
 	else
-		a->verdict = DT_VERDICT_STALLED; /* flat (even at 0), or the link cannot drain */
+		a->verdict = DT_VERDICT_STALLED; /* flat (even at 0), the link cannot drain, or
+						  * the counts fall towards a level that never fits */
 }
 
 /* Consecutive prefixes, ending with m = n, whose verdict is STALLED or DIVERGING. */
@@ -379,8 +480,10 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	char why[96] = "";
 	int ret;
 
-	if (out)
+	if (out) {
 		memset(out, 0, sizeof(*out));
+		out->settle_pages = -1;
+	}
 	if (!policy || !rounds || !out || !n)
 		return log_fail(-EINVAL, "dt_policy_decide: policy, rounds, out and n > 0 needed");
 	ret = policy_resolve(policy, &p);
@@ -402,6 +505,7 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	out->dirty_rate = a.dirty_rate;
 	out->bandwidth = a.bandwidth;
 	out->link_ratio = a.link_ratio;
+	out->settle_pages = a.settle;
 	out->predicted_downtime_ns = predict_downtime(&p, s, a.bandwidth);
 	out->not_converging = not_converging_streak(&p, rounds, n, a.verdict);
 	out->decision = DT_DECISION_CONTINUE;

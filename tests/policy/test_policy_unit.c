@@ -432,6 +432,85 @@ static void test_verdict_ratio_one_count(void **state)
 		 "ratio %.4f: %s", out.link_ratio, dt_verdict_name(out.verdict));
 }
 
+/*
+ * Where the counts settle: a writer of w pages/ns, uniform over a working set of `set` pages,
+ * dirties set (1 - exp(-w t / set)) pages in a window of t ns. Each round lasts its send plus
+ * 1 ms at 1 GB/s. The expected settled count is the fixed point of that recurrence, found
+ * here by plain iteration (the policy bisects on a curve it fits from two counts).
+ */
+struct settle_case {
+	const char *what;
+	double set, ratio; /* working set (pages); write rate x page / link */
+	enum dt_verdict expect;
+};
+
+static double uniform_writer(double set, double w, double t_ns)
+{
+	return set * -expm1(-w * t_ns / set);
+}
+
+static void test_settle_projection(void **state)
+{
+	static const struct settle_case cases[] = {
+		{"whole memory at 1.2 x link", MEM_PAGES, 1.2, DT_VERDICT_STALLED},
+		/* Writes outrun the link, but rewrites of the same pages are free: settles at
+		 * 28635 pages, 117 ms. */
+		{"whole memory at 1.05 x link", MEM_PAGES, 1.05, DT_VERDICT_CONVERGING},
+		{"whole memory at 1.5 x link", MEM_PAGES, 1.5, DT_VERDICT_STALLED},
+		{"whole memory at 0.8 x link", MEM_PAGES, 0.8, DT_VERDICT_CONVERGING},
+		{"whole memory at 0.3 x link", MEM_PAGES, 0.3, DT_VERDICT_CONVERGING},
+		{"40000-page set at 3 x link (160 ms: fits)", 40000, 3, DT_VERDICT_CONVERGING},
+		{"120000-page set at 1.5 x link (490 ms)", 120000, 1.5, DT_VERDICT_STALLED},
+	};
+	const double bw = 1e9, ns_per_page = PAGE * 1e9 / bw;
+
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct settle_case *c = &cases[i];
+		double w = c->ratio / ns_per_page, t, fixed = MEM_PAGES;
+		uint64_t dirty[3] = {0};
+		struct dt_round_stats r[3];
+		struct dt_policy_out out;
+
+		t = MEM_PAGES * ns_per_page + MS; /* round 0 */
+		dirty[1] = (uint64_t)uniform_writer(c->set, w, t);
+		t = (double)dirty[1] * ns_per_page + MS;
+		dirty[2] = (uint64_t)uniform_writer(c->set, w, t);
+		make_trace(r, 3, dirty, bw);
+		out = decide(r, 3);
+		for (int k = 0; k < 100000; k++)
+			fixed = uniform_writer(c->set, w, fixed * ns_per_page + MS);
+		PT_CHECK(out.verdict == c->expect, ,
+			 "%s: %s, expected %s (counts %" PRIu64 " %" PRIu64
+			 ", settle %.0f, fixed point %.0f; %s)",
+			 c->what, dt_verdict_name(out.verdict), dt_verdict_name(c->expect),
+			 dirty[1], dirty[2], out.settle_pages, fixed, out.reason);
+		/* The fit is exact for this writer, but for the integer counts. */
+		PT_CHECK(fabs(out.settle_pages - fixed) <= 0.01 * fixed + 2, ,
+			 "%s: settles at %.1f pages, expected %.1f", c->what, out.settle_pages,
+			 fixed);
+	}
+}
+
+/* No projection from too little, or from counts a stationary writer cannot make. */
+static void test_settle_unknown(void **state)
+{
+	static const uint64_t rising[] = {0, 50000, 60000};
+	struct dt_round_stats r[3];
+	struct dt_policy_out out;
+
+	make_trace(r, 2, rising, 1e9);
+	out = decide(r, 2);
+	PT_CHECK(out.settle_pages == -1, , "one count: settle %.1f", out.settle_pages);
+	/* The window shrank (50000 pages sent, not the memory) but the count rose. */
+	make_trace(r, 3, rising, 1e9);
+	out = decide(r, 3);
+	PT_CHECK(out.settle_pages == -1 && out.verdict == DT_VERDICT_DIVERGING, ,
+		 "rising: settle %.1f, %s", out.settle_pages, dt_verdict_name(out.verdict));
+	/* Bad input leaves it at -1 too. */
+	assert_int_equal(dt_policy_decide(&policy, r, 0, &out), -EINVAL);
+	PT_CHECK(out.settle_pages == -1, , "EINVAL: settle %.1f", out.settle_pages);
+}
+
 /* ---- decisions ------------------------------------------------------------------------ */
 
 static void test_ask_order(void **state)
@@ -568,6 +647,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_verdicts),
 		cmocka_unit_test(test_trend_window),
 		cmocka_unit_test(test_verdict_ratio_one_count),
+		cmocka_unit_test(test_settle_projection),
+		cmocka_unit_test(test_settle_unknown),
 		cmocka_unit_test(test_ask_order),
 		cmocka_unit_test(test_limit_inclusive),
 		cmocka_unit_test(test_purity_random),
