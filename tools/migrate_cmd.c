@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "endpoint.h"
 #include "migrate_output.h"
+#include "policies.h"
 #include "workload.h"
 
 struct migrate_args {
@@ -36,6 +37,7 @@ struct migrate_args {
 	uint64_t size, seed, dirty_rate, hot, pinned, max_bandwidth, phase_ms;
 	const char *pinned_arg; /* as given: pages, a size with a unit, or a percentage */
 	enum workload_pattern pattern;
+	const struct bench_policy *policy; /* --policy; NULL: ours (dt_policy_decide) */
 	double max_downtime_ms;
 	bool no_defer, compress, json, verbose;
 	const char *source_only; /* the first source option seen (its name), to refuse it with
@@ -51,7 +53,7 @@ static void usage(FILE *f)
 		"                          [--dirty-rate PAGES/S] [--hot PAGES] [--pinned PAGES|S|P%%]\n"
 		"                          [--pattern uniform|zipf|phase] [--phase-ms MS]\n"
 		"                          [--max-downtime MS] [--max-bandwidth BYTES/S] [--no-defer]\n"
-		"                          [--compress] [--dump FILE] [--json] [-v]\n"
+		"                          [--policy NAME] [--compress] [--dump FILE] [--json] [-v]\n"
 		"\n"
 		"  --listen EP          destination: accept one migration (PORT 0: any free port; the\n"
 		"                       line 'listening tcp HOST:PORT' on stderr says which)\n"
@@ -71,6 +73,9 @@ static void usage(FILE *f)
 		"  --max-bandwidth B    bytes per second on the wire (K, M, G suffixes; default: no\n"
 		"                       limit)\n"
 		"  --no-defer           send pinned pages in every round (as QEMU) instead of once\n"
+		"  --policy NAME        the pre-copy policy: ours (default), ours-nodefer, qemu,\n"
+		"                       qemu-auto-converge, xen, cloud-hypervisor (their published\n"
+		"                       rules, for comparison: docs/migration-bench.md)\n"
 		"  --compress           zstd page batches\n"
 		"  --dump FILE          write the final memory to FILE (source: as sent, at the\n"
 		"                       switchover; destination: as received)\n"
@@ -132,6 +137,7 @@ enum {
 	OPT_JSON,
 	OPT_PATTERN,
 	OPT_PHASE_MS,
+	OPT_POLICY,
 };
 
 static const struct option long_options[] = {
@@ -150,6 +156,7 @@ static const struct option long_options[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"pattern", required_argument, NULL, OPT_PATTERN},
 	{"phase-ms", required_argument, NULL, OPT_PHASE_MS},
+	{"policy", required_argument, NULL, OPT_POLICY},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -270,6 +277,11 @@ static int parse_args(int argc, char **argv, struct migrate_args *a)
 				ret = usage_error("--pattern: expected uniform, zipf or phase, not "
 						  "'%s'",
 						  optarg);
+			else if (c == OPT_POLICY && !(a->policy = bench_policy_find(optarg)))
+				ret = usage_error(
+					"--policy: no policy '%s' (ours, ours-nodefer, qemu, "
+					"qemu-auto-converge, xen, cloud-hypervisor)",
+					optarg);
 			else if (c == OPT_MAX_BANDWIDTH)
 				ret = count_arg("--max-bandwidth", &a->max_bandwidth);
 			else if (c == OPT_NO_DEFER)
@@ -389,7 +401,27 @@ static int run_dest(const struct migrate_args *a)
 struct source_ctx {
 	struct workload *w;
 	struct out_progress progress;
+	const struct bench_policy *policy;
+	struct dt_round_stats *rounds; /* every round so far, for QEMU's throttle */
+	unsigned nrounds;
 };
+
+/* Another engine's policy (--policy). QEMU's never stops on its own: past its harness cap
+ * the migration is given up (did not converge), as the simulator counts it. */
+static int ctx_decide(void *opaque, const struct dt_policy *policy,
+		      const struct dt_round_stats *rounds, unsigned n, struct dt_policy_out *out)
+{
+	const struct bench_policy *bp = ((struct source_ctx *)opaque)->policy;
+	int ret = bp->decide(NULL, policy, rounds, n, out);
+
+	if (!ret && (bp->needs_engine_features & BENCH_HARNESS_CAP) &&
+	    n - 1 >= QEMU_HARNESS_MAX_ROUNDS && out->decision == DT_DECISION_CONTINUE) {
+		out->decision = DT_DECISION_ASK;
+		snprintf(out->reason, sizeof(out->reason), "%s: %u rounds, the harness's cap",
+			 bp->name, n - 1);
+	}
+	return ret;
+}
 
 static int ctx_pause(void *opaque)
 {
@@ -403,7 +435,19 @@ static void ctx_resume(void *opaque)
 
 static void ctx_round(void *opaque, const struct dt_round_stats *s, const char *json)
 {
-	out_round(&((struct source_ctx *)opaque)->progress, s, json);
+	struct source_ctx *ctx = opaque;
+	struct dt_round_stats *more;
+
+	out_round(&ctx->progress, s, json);
+	if (!ctx->policy || !(ctx->policy->needs_engine_features & BENCH_QEMU_THROTTLE))
+		return;
+	/* Auto-converge: the throttle after this sync, applied to the writer (the vCPUs). */
+	more = realloc(ctx->rounds, (ctx->nrounds + 1) * sizeof(*more));
+	if (!more)
+		return; /* the throttle stays as it was */
+	ctx->rounds = more;
+	ctx->rounds[ctx->nrounds++] = *s;
+	workload_throttle(ctx->w, (unsigned)policy_qemu_throttle(ctx->rounds, ctx->nrounds));
 }
 
 static int run_source(const struct migrate_args *a)
@@ -439,6 +483,12 @@ static int run_source(const struct migrate_args *a)
 	opts.nregions = 1;
 	opts.policy.max_downtime_ns = (uint64_t)(a->max_downtime_ms * 1e6);
 	opts.policy.no_defer_pinned = a->no_defer;
+	if (a->policy && strcmp(a->policy->name, "ours")) {
+		ctx.policy = a->policy;
+		opts.decide = ctx_decide;
+		if (a->policy->needs_engine_features & BENCH_NO_DEFER_PINNED)
+			opts.policy.no_defer_pinned = true;
+	}
 	opts.flags = a->compress ? DT_MIGRATE_COMPRESS : 0;
 	opts.max_bandwidth = a->max_bandwidth;
 	ctx.w = w;
@@ -461,6 +511,7 @@ static int run_source(const struct migrate_args *a)
 	out_source_result(a->json, ret, &res, &info);
 out:
 	workload_free(w);
+	free(ctx.rounds);
 	dt_transport_shutdown(t);
 	dt_transport_free(t);
 	return status;

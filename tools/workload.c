@@ -41,7 +41,8 @@ struct workload {
 	pthread_t writer, device;
 	atomic_bool stop;
 	atomic_uint_fast64_t writes, device_writes;
-	uint64_t rng; /* the writer's; kept across pauses */
+	atomic_uint throttle_pct; /* workload_throttle(): 0..99 */
+	uint64_t rng;		  /* the writer's; kept across pauses */
 	/* WORKLOAD_ZIPF: cumulative probability of ranks 0..n-1 (zipf_cdf[n-1] == 1), and the
 	 * seeded bijection rank -> index: (rank * zipf_stride + zipf_offset) mod n. */
 	double *zipf_cdf;
@@ -214,15 +215,22 @@ static uint64_t pages_due(const struct workload *w, uint64_t t)
 			  (double)(k / 2) * (double)p * low + (double)rem * (k % 2 ? low : high));
 }
 
-/* Paced by the clock: at any time about rate x elapsed pages written. After a stall (a slow
+/* Paced by the clock: at any time about rate x elapsed (unthrottled) pages written. After a stall (a slow
  * round, a loaded machine) it catches up at most 100 ms worth, never a burst of seconds. */
 static void *writer_main(void *arg)
 {
 	struct workload *w = arg;
-	uint64_t t0 = now_ns(), done = 0, slack = w->o.dirty_rate / 10 + 1;
+	uint64_t last = now_ns(), run_ns = 0, done = 0, slack = w->o.dirty_rate / 10 + 1;
 
 	while (!atomic_load_explicit(&w->stop, memory_order_relaxed)) {
-		uint64_t due = pages_due(w, now_ns() - t0), n = 0;
+		uint64_t t = now_ns(), n = 0, due;
+
+		/* A throttled writer runs (100 - pct) % of the time: its rate's clock slows. */
+		run_ns += (t - last) *
+			  (100 - atomic_load_explicit(&w->throttle_pct, memory_order_relaxed)) /
+			  100;
+		last = t;
+		due = pages_due(w, run_ns);
 
 		if (due > done + slack)
 			done = due - slack;
@@ -450,6 +458,11 @@ const struct dt_region *workload_region(const struct workload *w)
 const char *workload_source_name(const struct workload *w)
 {
 	return dt_source_name(w->cpu);
+}
+
+void workload_throttle(struct workload *w, unsigned pct)
+{
+	atomic_store(&w->throttle_pct, pct > 99 ? 99 : pct);
 }
 
 uint64_t workload_writes(const struct workload *w)

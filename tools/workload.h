@@ -55,6 +55,9 @@ void workload_resume(void *opaque);
 struct dt_dirty_set *workload_set(const struct workload *w);
 const struct dt_region *workload_region(const struct workload *w);
 const char *workload_source_name(const struct workload *w);
+/* Slow the writer to (100 - pct) % of its rate from now on, as a CPU throttle would (QEMU's
+ * auto-converge). pct is clamped to 0..99. */
+void workload_throttle(struct workload *w, unsigned pct);
 /* Pages written so far by the writer, and by the device. */
 uint64_t workload_writes(const struct workload *w);
 uint64_t workload_device_writes(const struct workload *w);

@@ -8,7 +8,7 @@
 #                            1gbit, 10gbit, 500mbit); replaces whatever a previous run left
 #   netns.sh set-rate RATE   change the rate on both ends (the mid-run drop by half)
 #   netns.sh teardown        remove both namespaces (and so the veth pair); idempotent
-#   netns.sh run NS CMD...   CMD inside NS (src, dst, dt-src or dt-dst)
+#   netns.sh run NS CMD...   CMD inside NS (src, dst, or the full name: dt-src, dt-dst)
 #   netns.sh status          the namespaces, addresses and qdiscs
 #   netns.sh rate-bps RATE   RATE in bits per second (for scripts)
 #
@@ -19,10 +19,18 @@
 # Needs root (ip netns, tc). A failed setup removes what it created.
 set -eu
 
-SRC=dt-src
-DST=dt-dst
-VSRC=dt-veth-s # the end in dt-src
-VDST=dt-veth-d # the end in dt-dst
+# DT_NETNS_PREFIX (default dt) names the pair, so that two harnesses can run side by side:
+# PREFIX-src, PREFIX-dst, and the veth ends PREFIX-veth-s / PREFIX-veth-d (at most 6
+# characters, for the 15 of an interface name).
+P=${DT_NETNS_PREFIX:-dt}
+echo "$P" | grep -Eq '^[a-z0-9]{1,6}$' || {
+	echo "netns.sh: DT_NETNS_PREFIX: 1 to 6 lowercase letters or digits, not '$P'" >&2
+	exit 2
+}
+SRC=$P-src
+DST=$P-dst
+VSRC=$P-veth-s # the end in $SRC
+VDST=$P-veth-d # the end in $DST
 
 die() {
 	echo "netns.sh: $*" >&2
@@ -89,7 +97,7 @@ setup() {
 	shape $DST $VDST "$1"
 	if command -v ping >/dev/null 2>&1; then
 		ip netns exec $SRC ping -c 1 -W 2 10.77.0.2 >/dev/null 2>&1 ||
-			die "setup: dt-src cannot reach 10.77.0.2"
+			die "setup: $SRC cannot reach 10.77.0.2"
 	fi
 	trap - EXIT INT TERM HUP
 }

@@ -6,7 +6,7 @@
 #   run.sh [--size S] [--rate RATE] [--rtt-ms MS] [--pattern uniform|zipf|phase]
 #          [--dirty FRACTION] [--hot PAGES] [--pinned PAGES|S|P%] [--seed N]
 #          [--drop-at SECONDS] [--max-downtime MS] [--phase-ms MS] [--no-defer]
-#          [--timeout SECONDS] [--keep DIR] [--dt PATH] [--relay PATH]
+#          [--policy NAME] [--timeout SECONDS] [--keep DIR] [--dt PATH] [--relay PATH]
 #   run.sh --quick       one tiny cell (64 MiB, 1gbit, 2 ms RTT, uniform 0.3 x link)
 #
 # 1. netns.sh setup RATE: namespaces dt-src / dt-dst, a veth pair, tbf at RATE on both ends.
@@ -15,7 +15,8 @@
 #    has no netem); with RTT 0 the destination listens on 10.77.0.2 itself.
 # 3. With --drop-at T: T seconds after the source starts, the rate drops to half (set-rate).
 # 4. In dt-src: `dirtytrack migrate --to tcp:10.77.0.2:PORT --json` with the workload: the
-#    writer at FRACTION x the link rate in pages per second, the pattern, the pinned ring.
+#    writer at FRACTION x the link rate in pages per second, the pattern, the pinned ring,
+#    and the policy (`--policy`: ours, or another engine's rule; docs/migration-bench.md).
 # 5. One JSON line on stdout: the cell's parameters, then the engine's results (from the
 #    source's final object; "verified": the destination's digest equals the source's), then
 #    the source's whole final object under "source". --keep DIR keeps every process's output
@@ -42,6 +43,7 @@ DROP_AT=
 MAX_DOWNTIME=300
 PHASE_MS=1000
 NO_DEFER=
+POLICY=ours
 TIMEOUT=300
 KEEP=
 DT=
@@ -79,6 +81,7 @@ while [ $# -gt 0 ]; do
 	--drop-at) DROP_AT=$2 ;;
 	--max-downtime) MAX_DOWNTIME=$2 ;;
 	--phase-ms) PHASE_MS=$2 ;;
+	--policy) POLICY=$2 ;;
 	--timeout) TIMEOUT=$2 ;;
 	--keep) KEEP=$2 ;;
 	--dt) DT=$2 ;;
@@ -202,6 +205,7 @@ set -- --size "$SIZE" --seed "$SEED" --dirty-rate "$PPS" --pattern "$PATTERN" \
 [ "$PINNED" = 0 ] || set -- "$@" --pinned "$PINNED"
 [ -z "$HOT" ] || set -- "$@" --hot "$HOT"
 [ -z "$NO_DEFER" ] || set -- "$@" --no-defer
+[ "$POLICY" = ours ] || set -- "$@" --policy "$POLICY"
 if [ -n "$DROP_AT" ]; then
 	(
 		sleep "$DROP_AT"
@@ -252,8 +256,8 @@ printf '{"size":"%s","rate":"%s","rate_bps":%s,"rtt_ms":%s,"relay_delay_us":%s,'
 	"$SIZE" "$RATE" "$RATE_BPS" "$RTT_MS" "$DELAY_US"
 printf '"pattern":"%s","dirty_fraction":%s,"dirty_rate_pps":%s,"pinned":"%s","seed":%s,' \
 	"$PATTERN" "$DIRTY" "$PPS" "$PINNED" "$SEED"
-printf '"drop_at_s":%s,"max_downtime_ms":%s,"no_defer":%s,' "${DROP_AT:-null}" \
-	"$MAX_DOWNTIME" "$([ -n "$NO_DEFER" ] && echo true || echo false)"
+printf '"drop_at_s":%s,"max_downtime_ms":%s,"no_defer":%s,"policy":"%s",' "${DROP_AT:-null}" \
+	"$MAX_DOWNTIME" "$([ -n "$NO_DEFER" ] && echo true || echo false)" "$POLICY"
 printf '"status":"%s","verified":%s,"actual_downtime_ms":%s,"predicted_downtime_ms":%s,' \
 	"$(field status "$T/src.out")" "$VERIFIED" "$(num actual_downtime_ms)" \
 	"$(num predicted_downtime_ms)"

@@ -18,7 +18,8 @@ order the cells first appear, then one row pooling every run. Columns:
   pinned pre    pinned pages sent before the pause, summed over the cell's runs (0 with
                 deferral)
   in limit      switched-over runs whose actual downtime <= the limit / switched-over runs
-  stall rd      first round with verdict "stalled", p50 (max), over runs that had one
+  stall rd      first round with verdict "stalled" or "diverging", p50 (max), over runs
+                that had one (other engines' policies have no verdict)
   end           the verdict/decision counts (e.g. converging/switch_over)
 
 Percentiles are linear interpolation between the order statistics (with 2 runs, p95 is

@@ -3,11 +3,17 @@
 #
 # bench/migration/sweep.sh - many cells of the migration benchmark, several seeds each.
 #
-#   sweep.sh --small|--full [--out FILE] [--seeds N] [--dt PATH] [--keep DIR] [--dry-run]
+#   sweep.sh --small|--compare|--full [--out FILE] [--seeds N] [--dt PATH] [--keep DIR]
+#            [--dry-run]
 #
 #   --small   what `make bench` can run in under 10 minutes: 256 MiB, 1 Gbit/s, RTT 0.2 and
 #             2 ms, uniform at 0.1, 0.3, 0.6 and 1.2 x the link, pinned 0 and 16 MiB, 2 seeds
 #             (32 runs, about 5 minutes on the reference machine)
+#   --compare every policy on the same cells: ours, ours-nodefer, qemu, qemu-auto-converge,
+#             xen, cloud-hypervisor (bench/migration/policies.c, run by the real engine
+#             through `dirtytrack migrate --policy`), 256 MiB, 1 Gbit/s, RTT 2 ms, pinned
+#             16 MiB, uniform at 0.3 and 1.2 x and Zipf at 0.6 x the link, 2 seeds (36 runs,
+#             about 25 minutes)
 #   --full    issue 6's matrix: 1 GiB and 4 GiB, 1 and 10 Gbit/s, RTT 0.2 and 2 ms, uniform at
 #             0.1-1.2 x, Zipf and phase, pinned 0, 64 MiB and 25 %, the mid-run drop by half,
 #             3 seeds (hours)
@@ -19,7 +25,7 @@
 #
 # Each run is one `run.sh` cell; its JSON line is appended to the output with two extra
 # fields: "cell" (the cell's name, the same for every seed) and "stall_round" (the first
-# round whose verdict was "stalled", from the per-round lines, or null). Then
+# round whose verdict was "stalled" or "diverging", from the per-round lines, or null). Then
 # summarize_runs.py prints one markdown table row per cell. A run that fails or does not
 # verify does not stop the sweep. Needs root; the namespaces are removed on exit (trap).
 set -eu
@@ -38,13 +44,13 @@ KEEP=
 DRY=
 
 usage() {
-	sed -n '4,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--small | --full)
+	--small | --compare | --full)
 		MODE=${1#--}
 		shift
 		continue
@@ -109,6 +115,16 @@ cells() {
 			done
 		done
 		;;
+	compare)
+		c="--size 256M --rate 1gbit --rtt-ms 2 --pinned 16M --timeout 150"
+		for w in uniform0.3 uniform1.2 zipf0.6; do
+			pat=${w%%[0-9]*}
+			f=${w#"$pat"}
+			for pol in ours ours-nodefer qemu qemu-auto-converge xen cloud-hypervisor; do
+				echo "256M-1gbit-rtt2-$w-pin16M-$pol|$c --pattern $pat --dirty $f --policy $pol"
+			done
+		done
+		;;
 	full)
 		for size in 1G 4G; do
 			to=600
@@ -142,7 +158,7 @@ cells() {
 
 if [ -z "$SEEDS" ]; then
 	SEEDS=2
-	[ "$MODE" = small ] || SEEDS=3
+	[ "$MODE" != full ] || SEEDS=3
 fi
 
 cells >"$T/cells"
@@ -181,7 +197,7 @@ while IFS='|' read -r name args; do
 			line="{\"status\":\"harness-error\",\"exit\":$rc,\"message\":\"$why\",\"verified\":false}"
 			;;
 		esac
-		sr=$(grep '^{"round"' "$kd/src.out" 2>/dev/null | grep '"verdict":"stalled"' |
+		sr=$(grep '^{"round"' "$kd/src.out" 2>/dev/null | grep -E '"verdict":"(stalled|diverging)"' |
 			head -n 1 | sed -n 's/^{"round":\([0-9]*\),.*/\1/p' || true)
 		printf '{"cell":"%s","stall_round":%s,%s\n' "$name" "${sr:-null}" "${line#\{}" >>"$OUT"
 		st=$(echo "$line" | sed -n 's/^[^}]*"status":"\([^"]*\)".*/\1/p')

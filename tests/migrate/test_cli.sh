@@ -13,6 +13,8 @@
 # 2b. The writer's other patterns, 64 MiB over TCP: Zipf-hot pages with a pinned ring given as
 #    a size (--pinned 1M: 256 pages), and a phase change (--phase-ms 50) with a ring given as a
 #    percentage (--pinned 5%: 819 pages); dumps equal and the ring sent once, as in 1.
+# 2c. --policy cloud-hypervisor: exactly 6 rounds (the full pass and 5 more), the ring sent in
+#    every round; --policy with an unknown name exits 2 naming it.
 # 3. The destination killed (kill -9) after the source's first round line: the source exits
 #    1 with a message naming the broken stream, writes no dump, and no process is left.
 #
@@ -147,6 +149,18 @@ expect "zipf: pinned_sent_final" "$(field pinned_sent_final "$T/zipf.src.out")" 
 migrate_ok phase tcp:127.0.0.1:0 --size 64M --seed 10 --dirty-rate 20000 --pattern phase \
 	--phase-ms 50 --pinned 5% --max-downtime 3000
 expect "phase: pinned_sent_final" "$(field pinned_sent_final "$T/phase.src.out")" -eq 819
+
+# ---- 2c. another engine's policy (--policy) ------------------------------------------------
+# Cloud Hypervisor's rule: 5 copy passes after the full one, whatever the counts, with the
+# pinned ring in every pass (no deferral). A name that is no policy is a usage error.
+migrate_ok ch tcp:127.0.0.1:0 --size 64M --seed 11 --dirty-rate 20000 --pinned 64 \
+	--policy cloud-hypervisor --max-downtime 3000
+expect "ch: rounds" "$(field rounds "$T/ch.src.out")" -eq 6
+expect "ch: pinned_sent_precopy" "$(field pinned_sent_precopy "$T/ch.src.out")" -gt 0
+expect "ch: pinned_sent_final" "$(field pinned_sent_final "$T/ch.src.out")" -eq 64
+"$DT" migrate --to tcp:127.0.0.1:1 --size 1M --policy nosuch >/dev/null 2>"$T/policy.err"
+expect "--policy nosuch: exit status" $? -eq 2
+grep -q "no policy 'nosuch'" "$T/policy.err" || fail "--policy nosuch: no message naming it"
 
 # ---- 3. the destination killed mid-migration ----------------------------------------------
 # Paced to 4 MiB/s with a hot set twice that size, so every round lasts about 2 s and the
