@@ -123,9 +123,13 @@ static void vm_release(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	for (unsigned i = 0; i < VM_NBANKS; i++)
+	for (unsigned i = 0; i < VM_NBANKS; i++) {
 		if (vm->banks[i].host)
 			munmap(vm->banks[i].host, vm->banks[i].size);
+		if (vm->bank_fd[i] >= 0)
+			close(vm->bank_fd[i]);
+		vm->bank_fd[i] = -1;
+	}
 	vm->run = NULL;
 	vm->vcpu_fd = vm->vm_fd = vm->kvm_fd = -1;
 	memset(vm->banks, 0, sizeof(vm->banks));
@@ -166,13 +170,18 @@ static int banks_create(struct vm *vm)
 
 	for (unsigned i = 0; i < VM_NBANKS; i++) {
 		struct kvm_userspace_memory_region m = {0};
-		void *host = mmap(NULL, bank_size, PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		void *host = MAP_FAILED;
+		char name[32];
 
+		snprintf(name, sizeof(name), "dt-vm-bank%u", i);
+		vm->bank_fd[i] = memfd_create(name, MFD_CLOEXEC);
+		if (vm->bank_fd[i] >= 0 && !ftruncate(vm->bank_fd[i], (off_t)bank_size))
+			host = mmap(NULL, bank_size, PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_NORESERVE, vm->bank_fd[i], 0);
 		if (host == MAP_FAILED) {
 			int err = errno;
 
-			fprintf(stderr, "vm: mmap of bank %u (%llu MiB): %s\n", i,
+			fprintf(stderr, "vm: memfd bank %u (%llu MiB): %s\n", i,
 				(unsigned long long)(bank_size / MIB), strerror(err));
 			return -err;
 		}
@@ -259,6 +268,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, bool load_payload)
 
 	memset(vm, 0, sizeof(*vm));
 	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = -1;
+	for (unsigned i = 0; i < VM_NBANKS; i++)
+		vm->bank_fd[i] = -1;
 	vm->state = VM_NONE;
 	ret = config_check(cfg);
 	if (ret)

@@ -5,7 +5,8 @@
  * resumed, vCPU state save/load, and the guest's self-check, asked from the host.
  *
  * Memory: mem_size bytes of guest-physical memory from 0, in two banks (memslots 0 and 1) of
- * mem_size / 2, each its own anonymous mapping; vm->banks describes them as dt_regions
+ * mem_size / 2, each a shared mapping of its own memfd (vm->bank_fd), so that a device in
+ * another process (vfio-user) can map it too; vm->banks describes them as dt_regions
  * (addr = guest-physical, host = the mapping, slot = the memslot). Layout: guest/mailbox.h.
  *
  * Threads: vm_create/vm_start/vm_pause/vm_resume/vm_destroy from one control thread. The
@@ -51,6 +52,7 @@ struct vm {
 	struct kvm_run *run;
 	size_t run_size;
 	struct dt_region banks[VM_NBANKS];
+	int bank_fd[VM_NBANKS]; /* the memfd of each bank (offset 0 = the bank's first byte) */
 	struct guest_mailbox *mailbox; /* host view of the mailbox page */
 	/* Host writes into guest memory go through this (the mailbox command): by default a
 	 * memcpy; a migrating VMM points it at a dt_dma_rw of its VMM-class device so the write

@@ -3,7 +3,7 @@
 #
 # bench/migration/sweep.sh - many cells of the migration benchmark, several seeds each.
 #
-#   sweep.sh --small|--compare|--full [--out FILE] [--seeds N] [--dt PATH] [--keep DIR]
+#   sweep.sh --small|--compare|--medium|--full [--out FILE] [--seeds N] [--dt PATH] [--keep DIR]
 #            [--dry-run]
 #
 #   --small   what `make bench` can run in under 10 minutes: 256 MiB, 1 Gbit/s, RTT 0.2 and
@@ -14,6 +14,10 @@
 #             through `dirtytrack migrate --policy`), 256 MiB, 1 Gbit/s, RTT 2 ms, pinned
 #             16 MiB, uniform at 0.3 and 1.2 x and Zipf at 0.6 x the link, 2 seeds (36 runs,
 #             about 25 minutes)
+#   --medium  every dimension of the full matrix, one at a time around a base cell (1 GiB,
+#             1 Gbit/s, RTT 2 ms, uniform 0.3 x link, no pinned pages): 4 GiB; 10 Gbit/s;
+#             RTT 0.2 ms; uniform 0.1, 0.6, 0.9, 1.2; Zipf 0.3, 1.2; phase 0.6; pinned
+#             64 MiB, 25 %; the rate halved 1 s in; 2 seeds (28 runs, about 30 minutes)
 #   --full    issue 6's matrix: 1 GiB and 4 GiB, 1 and 10 Gbit/s, RTT 0.2 and 2 ms, uniform at
 #             0.1-1.2 x, Zipf and phase, pinned 0, 64 MiB and 25 %, the mid-run drop by half,
 #             3 seeds (hours)
@@ -44,13 +48,13 @@ KEEP=
 DRY=
 
 usage() {
-	sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '4,29p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--small | --compare | --full)
+	--small | --compare | --medium | --full)
 		MODE=${1#--}
 		shift
 		continue
@@ -124,6 +128,23 @@ cells() {
 				echo "256M-1gbit-rtt2-$w-pin16M-$pol|$c --pattern $pat --dirty $f --policy $pol"
 			done
 		done
+		;;
+	medium)
+		b="--rtt-ms 2 --timeout 600"
+		echo "1G-1gbit-rtt2-uniform0.3-pin0|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.3"
+		echo "4G-1gbit-rtt2-uniform0.3-pin0|--size 4G --rate 1gbit $b --pattern uniform --dirty 0.3"
+		echo "1G-10gbit-rtt2-uniform0.3-pin0|--size 1G --rate 10gbit $b --pattern uniform --dirty 0.3"
+		echo "1G-1gbit-rtt0.2-uniform0.3-pin0|--size 1G --rate 1gbit --rtt-ms 0.2 --timeout 600 --pattern uniform --dirty 0.3"
+		for f in 0.1 0.6 0.9 1.2; do
+			echo "1G-1gbit-rtt2-uniform$f-pin0|--size 1G --rate 1gbit $b --pattern uniform --dirty $f"
+		done
+		for f in 0.3 1.2; do
+			echo "1G-1gbit-rtt2-zipf$f-pin0|--size 1G --rate 1gbit $b --pattern zipf --dirty $f"
+		done
+		echo "1G-1gbit-rtt2-phase0.6-pin0|--size 1G --rate 1gbit $b --pattern phase --dirty 0.6"
+		echo "1G-1gbit-rtt2-uniform0.3-pin64M|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.3 --pinned 64M"
+		echo "1G-1gbit-rtt2-uniform0.3-pin25pct|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.3 --pinned 25%"
+		echo "1G-1gbit-rtt2-uniform0.3-pin0-drop1s|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.3 --drop-at 1"
 		;;
 	full)
 		for size in 1G 4G; do

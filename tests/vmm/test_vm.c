@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -23,6 +24,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,7 +237,24 @@ static void test_runs(void **state)
 	EXPECT_TRUE(gen - atomic_load(&vm.ticks) <= 1);
 	host_verify_clean(&vm);
 	EXPECT_EQ(vm.mailbox->verify_runs, 1);
+	/* Each bank is its memfd (what a vfio-user device process maps): another mapping of
+	 * the fd sees the guest's pages, and the mailbox at its offset. */
+	for (unsigned i = 0; i < VM_NBANKS; i++) {
+		uint64_t *other =
+			mmap(NULL, vm.banks[i].size, PROT_READ, MAP_SHARED, vm.bank_fd[i], 0);
+
+		assert_true(other != MAP_FAILED);
+		EXPECT_EQ(memcmp(other, vm.banks[i].host, vm.banks[i].size), 0);
+		if (i == 0)
+			EXPECT_EQ(
+				((const struct guest_mailbox *)((char *)other + GUEST_MAILBOX_GPA))
+					->magic,
+				GUEST_MAGIC);
+		munmap(other, vm.banks[i].size);
+	}
 	vm_destroy(&vm);
+	for (unsigned i = 0; i < VM_NBANKS; i++)
+		EXPECT_EQ(vm.bank_fd[i], -1);
 }
 
 /* (b) A torn page, a stale page and a page written behind the ledger's back are found by
