@@ -34,6 +34,8 @@ void vm_cli_usage(FILE *f)
 		"  --dev-rate N          page writes per second of each device (default 2000)\n"
 		"  --devices LIST        of emulated,logging,passthrough,vmm (default all; none)\n"
 		"  --no-device-tracking  leave the devices' writes untracked (negative control)\n"
+		"  --device vfio-user:PATH  the test device served at PATH (dirtytrack\n"
+		"                        vfio-user-device) instead of the local one of its type\n"
 		"  --max-bandwidth MB/S  the engine's bandwidth limit (default: none)\n"
 		"  --max-downtime MS     the policy's downtime limit (default 300)\n"
 		"  --warmup S            seconds the source runs before migrating (default 1)\n"
@@ -59,6 +61,7 @@ enum {
 	OPT_JSON,
 	OPT_LISTEN,
 	OPT_TO,
+	OPT_DEVICE,
 };
 
 static const struct option options[] = {
@@ -77,6 +80,7 @@ static const struct option options[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"listen", required_argument, NULL, OPT_LISTEN},
 	{"to", required_argument, NULL, OPT_TO},
+	{"device", required_argument, NULL, OPT_DEVICE},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -198,6 +202,11 @@ int vm_cli_parse(struct vm_cli *c, int argc, char **argv)
 		case OPT_TO:
 			c->to = optarg;
 			break;
+		case OPT_DEVICE:
+			if (strncmp(optarg, "vfio-user:", 10) || !optarg[10])
+				return bad(argv[0], name, optarg);
+			c->mo.vfu_path = optarg + 10;
+			break;
 		case 'v':
 			c->verbose = true;
 			break;
@@ -234,8 +243,7 @@ static void resume_and_check(const struct vm_cli *c, struct machine *m, struct d
 	struct timespec t0;
 
 	for (unsigned t = 0; t < VDEV_NTYPES; t++)
-		if (m->dev[t])
-			r->dev_writes_before[t] = vdev_writes(m->dev[t]);
+		r->dev_writes_before[t] = machine_dev_writes(m, t);
 	if (machine_start(m))
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -246,9 +254,9 @@ static void resume_and_check(const struct vm_cli *c, struct machine *m, struct d
 	r->resumed = r->gen_after > r->gen_at_switchover;
 	machine_pause(m);
 	for (unsigned t = 0; t < VDEV_NTYPES; t++) {
-		if (!m->dev[t])
+		if (!machine_has_dev(m, t))
 			continue;
-		r->dev_writes_after[t] = vdev_writes(m->dev[t]);
+		r->dev_writes_after[t] = machine_dev_writes(m, t);
 		if (r->dev_writes_after[t] > r->dev_writes_before[t] || !c->mo.dev.writes_per_sec)
 			r->devices_running++;
 	}
@@ -267,7 +275,7 @@ int vm_destination(const struct vm_cli *c, struct dt_listener *l, struct dest_re
 	if (r->ret)
 		return r->ret;
 	for (unsigned i = 0; i < VDEV_NTYPES; i++)
-		r->ndevices += m.dev[i] != NULL;
+		r->ndevices += machine_has_dev(&m, i);
 	t = dt_listener_accept(l, 60000);
 	if (!t) {
 		r->ret = -errno;

@@ -76,7 +76,7 @@ static int add_devices(struct machine *m)
 	for (unsigned t = 0; t < VDEV_NTYPES; t++) {
 		struct vdev_config c = m->o.dev;
 
-		if (!(m->o.devices & 1u << t))
+		if (!(m->o.devices & 1u << t) || (m->has_remote && m->remote.type == t))
 			continue;
 		c.seed = m->o.dev.seed * 31 + t + 1;
 		m->dev[t] = vdev_new((enum vdev_type)t, m->iommu, m->vm.banks, VM_NBANKS,
@@ -144,6 +144,16 @@ int machine_new(struct machine *m, const struct machine_opts *o, bool source)
 							 .save = cpu_save,
 							 .pending = cpu_pending,
 							 .load = cpu_load};
+	if (o->vfu_path) {
+		ret = remote_open(&m->remote, o->vfu_path, &m->vm);
+		if (ret)
+			goto fail;
+		m->has_remote = true;
+		ret = remote_migrate_device(&m->remote, &m->mdev[m->nmdev]);
+		if (ret)
+			goto fail;
+		m->nmdev++;
+	}
 	ret = add_devices(m);
 	if (ret)
 		goto fail;
@@ -171,6 +181,8 @@ void machine_free(struct machine *m)
 	}
 	for (unsigned t = 0; t < VDEV_NTYPES; t++)
 		vdev_free(m->dev[t]);
+	if (m->has_remote)
+		remote_close(&m->remote);
 	dt_iommu_free(m->iommu);
 	vm_destroy(&m->vm);
 	memset(m, 0, sizeof(*m));
@@ -183,6 +195,8 @@ int machine_start(struct machine *m)
 	for (unsigned t = 0; !ret && t < VDEV_NTYPES; t++)
 		if (m->dev[t])
 			ret = vdev_start(m->dev[t]);
+	if (!ret && m->has_remote)
+		ret = remote_start(&m->remote);
 	if (ret) {
 		fprintf(stderr, "vmm: starting the machine: %s\n", strerror(-ret));
 		return ret;
@@ -200,6 +214,9 @@ int machine_pause(void *opaque)
 	for (unsigned t = 0; t < VDEV_NTYPES; t++)
 		if (m->dev[t] && (r = vdev_pause(m->dev[t])) && !ret)
 			ret = r;
+	/* The migration's pause: the device's state is read next (STOP_COPY). */
+	if (m->has_remote && (r = remote_pause(&m->remote, m->migrating)) && !ret)
+		ret = r;
 	if ((r = vm_pause(&m->vm)) && !ret)
 		ret = r;
 	m->running = false;
@@ -215,6 +232,8 @@ void machine_resume(void *opaque)
 	for (unsigned t = 0; t < VDEV_NTYPES; t++)
 		if (m->dev[t] && vdev_resume(m->dev[t]))
 			fprintf(stderr, "vmm: device %s did not resume\n", vdev_name(m->dev[t]));
+	if (m->has_remote && remote_resume(&m->remote))
+		fprintf(stderr, "vmm: device %s did not resume\n", m->remote.name);
 	m->running = true;
 }
 
@@ -232,6 +251,8 @@ int machine_track_start(struct machine *m)
 	m->tracking = true;
 	if (m->o.device_tracking) {
 		ret = dt_iommu_dirty_start(m->iommu);
+		if (!ret && m->has_remote)
+			ret = remote_track(&m->remote, m->set);
 		if (ret)
 			return ret;
 	}
@@ -277,7 +298,10 @@ int machine_migrate_out(struct machine *m, struct dt_transport *t,
 	o.resume = machine_resume;
 	o.on_round = round_trampoline;
 	o.ask = opts->ask ? ask_trampoline : NULL;
-	return dt_migrate_source(&o, res);
+	m->migrating = true;
+	ret = dt_migrate_source(&o, res);
+	m->migrating = false;
+	return ret;
 }
 
 int machine_migrate_in(struct machine *m, struct dt_transport *t,
@@ -308,4 +332,28 @@ void machine_check(struct machine *m, struct machine_check *out)
 		out->dev_bad[t] = vdev_verify(m->dev[t], out->dev_bad_gpa[t], 4);
 		out->dev_bad_total += out->dev_bad[t];
 	}
+	if (m->has_remote) {
+		enum vdev_type t = m->remote.type;
+
+		/* A device we cannot ask counts as wholly stale. */
+		if (remote_verify(&m->remote, &out->dev_bad[t], out->dev_bad_gpa[t], 4))
+			out->dev_bad[t] = GUEST_DEV_AREA_SIZE / GUEST_PAGE;
+		out->dev_bad_total += out->dev_bad[t];
+	}
+}
+
+bool machine_has_dev(const struct machine *m, unsigned t)
+{
+	return t < VDEV_NTYPES && (m->dev[t] || (m->has_remote && m->remote.type == t));
+}
+
+uint64_t machine_dev_writes(struct machine *m, unsigned t)
+{
+	uint64_t v = 0;
+
+	if (t < VDEV_NTYPES && m->dev[t])
+		return vdev_writes(m->dev[t]);
+	if (machine_has_dev(m, t) && remote_writes(&m->remote, &v))
+		return 0;
+	return v;
 }

@@ -4,7 +4,9 @@
  * mapping all of guest memory at iova == gpa, the four test devices (vdev.h) on it, the
  * tracking (a KVM dirty-log source for the vCPU, the container for the devices, in one dirty
  * set), and the migration of all of it with dt_migrate_source / dt_migrate_dest: guest
- * memory, the vCPU state (device "vcpu") and each device's state.
+ * memory, the vCPU state (device "vcpu") and each device's state. One device may live in
+ * another process, served over vfio-user (opts.vfu_path, remote.h): its DMA is tracked
+ * through the server's DMA log and its state moves with the vfio-user migration data.
  *
  * Source: machine_new(source) - machine_start - machine_migrate_out.
  * Destination: machine_new(!source) - machine_migrate_in - machine_check - machine_start.
@@ -19,6 +21,7 @@
 
 #include <dirtytrack/dirtytrack.h>
 
+#include "remote.h"
 #include "vdev.h"
 #include "vm.h"
 
@@ -29,6 +32,9 @@ struct machine_opts {
 	/* false: the container is left out of the dirty set, so the devices' writes are not
 	 * tracked (the negative control: the destination gets stale pages). */
 	bool device_tracking;
+	/* A vfio-user server of one test device (vdev_server.h: `dirtytrack vfio-user-device`)
+	 * to use in place of the local device of its type; NULL: none. */
+	const char *vfu_path;
 };
 
 void machine_opts_defaults(struct machine_opts *o);
@@ -41,6 +47,8 @@ struct machine {
 	struct vdev *dev[VDEV_NTYPES];
 	struct dt_source *cpu;
 	struct dt_dirty_set *set;
+	struct remote remote; /* o.vfu_path: the device in another process */
+	bool has_remote, migrating;
 	bool source, tracking, running;
 	struct dt_migrate_device mdev[1 + VDEV_NTYPES];
 	unsigned nmdev;
@@ -81,6 +89,10 @@ struct machine_check {
 	uint64_t dev_bad_gpa[VDEV_NTYPES][4]; /* the first stale pages of each device */
 	uint64_t dev_bad_total;
 };
+/* Whether the machine has a device of type t (local or remote), and its writes so far. */
+bool machine_has_dev(const struct machine *m, unsigned t);
+uint64_t machine_dev_writes(struct machine *m, unsigned t);
+
 /* Check memory against the ledger and every device's record; the VM and devices paused or
  * not started. */
 void machine_check(struct machine *m, struct machine_check *out);

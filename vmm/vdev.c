@@ -66,6 +66,19 @@ const char *vdev_name(const struct vdev *d)
 	return type_names[d->type];
 }
 
+const char *vdev_type_name(enum vdev_type t)
+{
+	return (unsigned)t < VDEV_NTYPES ? type_names[t] : NULL;
+}
+
+int vdev_type_parse(const char *name)
+{
+	for (unsigned t = 0; t < VDEV_NTYPES; t++)
+		if (!strcmp(name, type_names[t]))
+			return (int)t;
+	return -EINVAL;
+}
+
 enum vdev_type vdev_type(const struct vdev *d)
 {
 	return d->type;

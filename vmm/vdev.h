@@ -54,6 +54,9 @@ struct vdev *vdev_new(enum vdev_type type, struct dt_iommu *iommu, const struct 
 void vdev_free(struct vdev *d);
 
 const char *vdev_name(const struct vdev *d); /* "emulated", "logging", "passthrough", "vmm" */
+/* The name of a type (NULL out of range), and the type of a name (-EINVAL: none). */
+const char *vdev_type_name(enum vdev_type t);
+int vdev_type_parse(const char *name);
 enum vdev_type vdev_type(const struct vdev *d);
 struct dt_device *vdev_device(const struct vdev *d);
 
