@@ -93,6 +93,11 @@ int64_t sys_recv(int fd, void *buf, size_t len, int flags)
 	NET_RETRY(ssize_t, recv(fd, buf, len, flags));
 }
 
+int64_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	NET_RETRY(ssize_t, recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC));
+}
+
 int64_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	NET_RETRY(ssize_t, writev(fd, iov, iovcnt));

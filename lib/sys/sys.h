@@ -63,6 +63,8 @@ int sys_getsockname(int fd, struct sockaddr *addr, unsigned *len);
 /* Bytes moved (> 0 for a non-empty request), 0 at end of stream on receive. */
 int64_t sys_sendmsg(int fd, const struct msghdr *msg, int flags);
 int64_t sys_recv(int fd, void *buf, size_t len, int flags);
+/* recvmsg() (MSG_CMSG_CLOEXEC is always added): bytes received, 0 at end of stream. */
+int64_t sys_recvmsg(int fd, struct msghdr *msg, int flags);
 int64_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Set or clear O_NONBLOCK. */
 int sys_set_nonblock(int fd, int on);
