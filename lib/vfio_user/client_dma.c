@@ -557,7 +557,7 @@ int dt_vfu_client_dma_logging_start(struct dt_vfu_client *c, const struct dt_vfu
 	}
 	if (ret)
 		goto out;
-	if (r.msg.len < sizeof(struct vfu_device_feature) + sizeof(ctl)) {
+	if (r.msg.len != sizeof(struct vfu_device_feature) + max) {
 		client_reply_done(&r);
 		ret = client_break(c,
 				   log_fail(-EPROTO,
