@@ -160,8 +160,8 @@ int dt_vfu_client_dma_logging_stop(struct dt_vfu_client *c);
 
 /*
  * DMA_LOGGING_REPORT: the pages the device wrote in [iova, iova + length) since the previous
- * report (read and clear), at page_size (a power of two >= 4096; iova and length aligned to
- * it), OR-ed into bitmap (bit n = page iova + n * page_size; bitmap_size bytes, at least
+ * report (read and clear), at page_size (a power of two; iova and length aligned to it;
+ * below the device's own granule the server replicates its bits), OR-ed into bitmap (bit n = page iova + n * page_size; bitmap_size bytes, at least
  * ceil(bits / 64) * 8). Split into several requests when the bitmap would pass the
  * negotiated maximum. Returns the number of dirty pages, or a negative errno. These pages
  * go to the caller only: the mirror is not touched.

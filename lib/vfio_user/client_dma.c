@@ -701,11 +701,11 @@ int64_t dt_vfu_client_report(struct dt_vfu_client *c, uint64_t iova, uint64_t le
 
 	if (!c || !bitmap)
 		return log_fail(-EINVAL, "dt_vfu_client_report: NULL argument");
-	if (!is_pow2(page_size) || page_size < CLIENT_PAGE || !length ||
+	if (!is_pow2(page_size) || !length ||
 	    (iova | length) & (page_size - 1) || iova + length - 1 < iova)
 		return log_fail(-EINVAL,
 				"dt_vfu_client_report: 0x%llx+0x%llx at page size %llu: a power of "
-				"two >= 4096, iova and length aligned to it, length > 0, no wrap",
+				"two, iova and length aligned to it, length > 0, no wrap",
 				(unsigned long long)iova, (unsigned long long)length,
 				(unsigned long long)page_size);
 	nbits = length / page_size;

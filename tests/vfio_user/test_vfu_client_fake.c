@@ -614,7 +614,7 @@ static void test_malformed_replies(void **state)
 static void test_report_split(void **state)
 {
 	struct dt_vfu_client_opts opts = {.size = sizeof(opts)};
-	static const uint64_t pgsizes[] = {4096, 8192, 2u << 20};
+	static const uint64_t pgsizes[] = {2048, 4096, 8192, 2u << 20};
 	struct fake *f = calloc(1, sizeof(*f));
 	uint8_t *mem = guest_mem();
 	struct dt_vfu_client *c;
