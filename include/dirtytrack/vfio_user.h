@@ -100,6 +100,13 @@ struct dt_vfu_server_ops {
 	int (*mig_pending)(void *opaque, uint64_t *bytes);
 	/* The client went away (called before the state walks back to RUNNING). */
 	void (*client_lost)(void *opaque);
+	/* A DMA_MAP is in the container: [iova, iova + size) at host (NULL for a message
+	 * mapping, reached only through dt_vfu_dma_rw), prot PROT_READ | PROT_WRITE. An error
+	 * fails the DMA_MAP with that errno and leaves nothing mapped. */
+	int (*dma_map)(void *opaque, uint64_t iova, uint64_t size, void *host, uint32_t prot);
+	/* A mapping is about to go (DMA_UNMAP, UNMAP_ALL, client lost; not dt_vfu_server_free):
+	 * the device must stop using host after this returns. */
+	void (*dma_unmap)(void *opaque, uint64_t iova, uint64_t size);
 };
 
 struct dt_vfu_server_opts {

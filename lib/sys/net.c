@@ -228,6 +228,19 @@ int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino)
 	return 0;
 }
 
+int sys_fstat(int fd, uint32_t *mode, uint64_t *size)
+{
+	struct stat st;
+
+	if (sys_should_fail())
+		return -EIO;
+	if (fstat(fd, &st))
+		return -errno;
+	*mode = st.st_mode;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
 int sys_unlink(const char *path)
 {
 	NET_RETRY(int, unlink(path));

@@ -92,6 +92,8 @@ void sys_sleep_until(uint64_t deadline, int max_ms);
 /* The st_mode, device and inode of path, not following a symlink (lstat). */
 int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino);
 int sys_unlink(const char *path);
+/* fstat(): st_mode and st_size of an open descriptor. */
+int sys_fstat(int fd, uint32_t *mode, uint64_t *size);
 int sys_chmod(const char *path, uint32_t mode);
 
 #endif
