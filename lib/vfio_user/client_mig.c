@@ -270,9 +270,9 @@ static int query_data_size(struct dt_vfu_client *c, uint64_t *size)
 /*
  * Bytes of device state expected at switchover. STOP_COPY: everything is read first, exact.
  * Otherwise the server's MIG_DATA_SIZE when it answers, else the short-read heuristic: what
- * pre-copy already brought plus what its last drain brought (the device changed about that
- * much since the previous round, and about that much will come again in stop-copy), at
- * least the hint of the options.
+ * pre-copy already brought plus the most one drain (MIG_DATA_READ to a short read) brought
+ * so far (a device whose state changed by that much in a round may send that much again in
+ * stop-copy), at least the hint of the options.
  */
 static uint64_t mig_pending(void *opaque)
 {
@@ -291,7 +291,8 @@ static uint64_t mig_pending(void *opaque)
 	if (c->mig_state == DT_VFU_MIG_PRE_COPY) {
 		if (drain(c))
 			log_warn("vfio-user client: pending: reading pre-copy data failed");
-		c->mig_last_chunk = c->mig_len - before;
+		if (c->mig_len - before > c->mig_last_chunk)
+			c->mig_last_chunk = c->mig_len - before;
 	}
 	if (c->info.mig_data_size && !c->broken && !query_data_size(c, &size))
 		est = c->mig_len + size;
