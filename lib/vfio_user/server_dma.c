@@ -347,11 +347,18 @@ static int report_run(void *opaque, uint64_t iova, uint64_t length)
 	uint64_t lo = iova, hi = iova + length;
 	uint64_t end = c->iova + c->length;
 
-	/* What the caller did not ask for goes back, dirty, for a later report. */
-	if (lo < c->iova)
-		dt_iommu_merge_back(c->s->iommu, lo, (hi < c->iova ? hi : c->iova) - lo);
-	if (hi > end)
-		dt_iommu_merge_back(c->s->iommu, lo > end ? lo : end, hi - (lo > end ? lo : end));
+	/* What the caller did not ask for goes back, dirty, for a later report: whole pages,
+	 * so a page the range only partly covers (2 KiB report pages) stays dirty. */
+	if (lo < c->iova) {
+		uint64_t e = (c->iova + PG - 1) & ~(PG - 1);
+
+		dt_iommu_merge_back(c->s->iommu, lo, (hi < e ? hi : e) - lo);
+	}
+	if (hi > end) {
+		uint64_t b = end & ~(PG - 1);
+
+		dt_iommu_merge_back(c->s->iommu, lo > b ? lo : b, hi - (lo > b ? lo : b));
+	}
 	if (lo < c->iova)
 		lo = c->iova;
 	if (hi > end)
