@@ -313,6 +313,11 @@ int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t siz
 				       (unsigned long long)need);
 			goto out;
 		}
+		if (!c->logging) {
+			ret = log_fail(-EINVAL, "dt_vfu_client_dma_unmap: a dirty bitmap needs DMA "
+						"logging on");
+			goto out;
+		}
 		if (need > c->bitmap_max) {
 			ret = log_fail(-E2BIG,
 				       "dt_vfu_client_dma_unmap: a bitmap of %llu bytes, the "
@@ -701,8 +706,8 @@ int64_t dt_vfu_client_report(struct dt_vfu_client *c, uint64_t iova, uint64_t le
 
 	if (!c || !bitmap)
 		return log_fail(-EINVAL, "dt_vfu_client_report: NULL argument");
-	if (!is_pow2(page_size) || !length ||
-	    (iova | length) & (page_size - 1) || iova + length - 1 < iova)
+	if (!is_pow2(page_size) || !length || (iova | length) & (page_size - 1) ||
+	    iova + length - 1 < iova)
 		return log_fail(-EINVAL,
 				"dt_vfu_client_report: 0x%llx+0x%llx at page size %llu: a power of "
 				"two, iova and length aligned to it, length > 0, no wrap",

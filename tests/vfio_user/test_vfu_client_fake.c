@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -33,6 +34,7 @@
 #include <dirtytrack/dirtytrack.h>
 #include <dirtytrack/vfio_user_client.h>
 
+#include "core/alloc.h"
 #include "vfio_user/msg.h"
 
 #define PAGE  4096ull
@@ -89,6 +91,9 @@ struct fake {
 	bool dma_probe;
 	int dma_results[4];
 	uint8_t dma_read_back[16];
+	/* replies to commands the test thread sent while the client was idle */
+	_Atomic unsigned idle_replies;
+	int idle_reply_error;
 };
 
 /* Page p (in units of the report page) is dirty in the fake device's log. */
@@ -320,6 +325,12 @@ static void *fake_main(void *arg)
 
 		if (ret)
 			break;
+		if (vfu_hdr_is_reply(&m.hdr)) { /* to a command sent from the test thread */
+			f->idle_reply_error = m.hdr.flags & VFU_F_ERROR ? (int)m.hdr.error : 0;
+			atomic_fetch_add(&f->idle_replies, 1);
+			vfu_msg_close_fds(&m);
+			continue;
+		}
 		switch (m.hdr.cmd) {
 		case VFU_CMD_VERSION: {
 			struct vfu_caps caps;
@@ -531,7 +542,7 @@ static int run_op(struct fake *f, struct dt_vfu_client *c, uint8_t *mem, enum op
 	assert_int_equal(
 		dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0, mem, PROT_READ | PROT_WRITE),
 		0);
-	if (op == OP_REPORT)
+	if (op == OP_REPORT || op == OP_UNMAP_BITMAP)
 		assert_int_equal(dt_vfu_client_dma_logging_start(c, NULL, 0, &pgsize), 0);
 	if (op == OP_MIG_SAVE) {
 		f->mig_out_len = 3000;
@@ -845,6 +856,174 @@ static void test_serve_dma(void **state)
 	munmap(mem, NPAGE * PAGE);
 }
 
+/* The server's DMA requests while the client is idle: served by dt_vfu_client_process() when
+ * the caller polls the client's fd; a reply to no request breaks the connection. */
+static void test_process_idle(void **state)
+{
+	struct dt_vfu_client_opts opts = {.size = sizeof(opts)};
+	struct fake *f = calloc(1, sizeof(*f));
+	uint8_t *mem = guest_mem();
+	struct dt_vfu_client *c = fake_start(f, &opts);
+	struct vfu_dma_access da = {.addr = IOVA + 7 * PAGE, .count = 3};
+	struct iovec iov[2] = {{&da, sizeof(da)}, {"xyz", 3}};
+	struct pollfd p = {.fd = dt_vfu_client_fd(c), .events = POLLIN};
+
+	assert_int_equal(dt_vfu_client_process(c), 0); /* nothing waiting */
+	assert_int_equal(
+		dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0, mem, PROT_READ | PROT_WRITE),
+		0);
+	assert_int_equal(vfu_msg_sendv(f->sock, 900, VFU_CMD_DMA_WRITE, VFU_F_TYPE_COMMAND, 0, iov,
+				       2, NULL, 0),
+			 0);
+	da.addr = IOVA + NPAGE * PAGE; /* outside: an error reply */
+	assert_int_equal(vfu_msg_sendv(f->sock, 901, VFU_CMD_DMA_WRITE, VFU_F_TYPE_COMMAND, 0, iov,
+				       2, NULL, 0),
+			 0);
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	usleep(20000); /* both requests in */
+	assert_int_equal(dt_vfu_client_process(c), 2);
+	while (atomic_load(&f->idle_replies) < 2)
+		usleep(1000);
+	assert_int_equal(f->idle_reply_error, EFAULT);
+	assert_memory_equal(mem + 7 * PAGE, "xyz", 3);
+	/* A reply nobody asked for. */
+	assert_int_equal(
+		vfu_msg_send(f->sock, 5, VFU_CMD_REGION_READ, VFU_F_TYPE_REPLY, NULL, 0, NULL, 0),
+		0);
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(dt_vfu_client_process(c), -EPROTO);
+	assert_int_equal(dt_vfu_client_process(c), -ECONNRESET);
+	fake_stop(f, c);
+	free(f);
+	munmap(mem, NPAGE * PAGE);
+}
+
+/* ---- allocation failures: an error, and the state as before ----------------------------------- */
+
+enum fail_op { FO_MAP, FO_LOG_START, FO_SYNC, FO_SAVE, FO_UNMAP, FO_NOPS };
+
+static void test_alloc_failures(void **state)
+{
+	static const char *const names[FO_NOPS] = {"dma_map", "logging start", "sync", "save",
+						   "unmap"};
+	struct dt_vfu_client_opts opts = {.size = sizeof(opts), .max_data_xfer_size = 1024};
+	uint8_t *mem = guest_mem();
+
+	for (int op = 0; op < FO_NOPS; op++) {
+		unsigned long n, made, failures = 0;
+
+		for (n = 1; n < 1000; n++) {
+			struct fake *f = calloc(1, sizeof(*f));
+			struct dt_vfu_client *c = fake_start(f, &opts);
+			struct dt_iommu_stats st;
+			struct dt_migrate_device dev;
+			uint64_t bm[1] = {0};
+			uint8_t save[8192];
+			int64_t ret = 0;
+
+			f->max_bitmap_size = 0;
+			if (op != FO_MAP)
+				assert_int_equal(dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0,
+								       mem, PROT_READ),
+						 0);
+			if (op == FO_SYNC || op == FO_UNMAP)
+				assert_int_equal(dt_vfu_client_dma_logging_start(c, NULL, 0, NULL),
+						 0);
+			if (op == FO_SAVE) {
+				for (unsigned i = 0; i < 5000; i++)
+					f->mig_out[i] = (uint8_t)(i * 7);
+				f->mig_out_len = 5000;
+				assert_int_equal(dt_vfu_client_migrate_device(c, "d", &dev), 0);
+				assert_int_equal(
+					dt_vfu_client_mig_set_state(c, DT_VFU_MIG_STOP_COPY), 0);
+			}
+			alloc_fail_nth(n);
+			switch (op) {
+			case FO_MAP:
+				ret = dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0, mem,
+							    PROT_READ);
+				break;
+			case FO_LOG_START:
+				ret = dt_vfu_client_dma_logging_start(c, NULL, 0, NULL);
+				break;
+			case FO_SYNC:
+				ret = dt_vfu_client_sync(c);
+				break;
+			case FO_SAVE:
+				ret = dev.save(dev.opaque, save, sizeof(save));
+				break;
+			case FO_UNMAP:
+				ret = dt_vfu_client_dma_unmap(c, IOVA, NPAGE * PAGE, PAGE, bm, 8);
+				break;
+			}
+			made = alloc_fail_nth(0);
+			if (made >= n && ret < 0) {
+				failures++;
+				if (ret != -ENOMEM)
+					fail_msg("%s: allocation %lu failed: %lld, not -ENOMEM",
+						 names[op], n, (long long)ret);
+			}
+			/* Whatever happened, the state is whole: check it, then redo the call. */
+			assert_int_equal(dt_iommu_get_stats(dt_vfu_client_mirror(c), &st), 0);
+			switch (op) {
+			case FO_MAP:
+				assert_int_equal(st.mappings, ret ? 0 : 1);
+				if (ret)
+					assert_int_equal(dt_vfu_client_dma_map(c, IOVA,
+									       NPAGE * PAGE, -1, 0,
+									       mem, PROT_READ),
+							 0);
+				break;
+			case FO_LOG_START:
+				assert_int_equal(dt_iommu_dirty_tracking(dt_vfu_client_mirror(c)),
+						 ret == 0);
+				if (ret)
+					assert_int_equal(
+						dt_vfu_client_dma_logging_start(c, NULL, 0, NULL),
+						0);
+				break;
+			case FO_SYNC: {
+				/* Every page the device logged is in the mirror (or all of them,
+				 * marked conservatively after a failure). */
+				uint64_t got = 0;
+				struct dt_report rep = {.size = sizeof(rep),
+							.iova = IOVA,
+							.length = NPAGE * PAGE,
+							.bitmap = &got,
+							.bitmap_size = 8};
+
+				assert_int_equal(dt_iommu_report(dt_vfu_client_mirror(c), &rep), 0);
+				for (uint64_t p = 0; p < NPAGE; p++)
+					if (fake_dirty(IOVA / PAGE + p) && !(got >> p & 1))
+						fail_msg(
+							"sync, allocation %lu failed: page %llu lost",
+							n, (unsigned long long)p);
+				break;
+			}
+			case FO_SAVE:
+				if (ret < 0)
+					ret = dev.save(dev.opaque, save, sizeof(save));
+				assert_int_equal(ret, 5000);
+				assert_memory_equal(save, f->mig_out, 5000);
+				break;
+			case FO_UNMAP:
+				if (ret < 0)
+					assert_int_equal(dt_vfu_client_dma_unmap(c, IOVA,
+										 NPAGE * PAGE, PAGE,
+										 bm, 8),
+							 0);
+				break;
+			}
+			fake_stop(f, c);
+			free(f);
+			if (made < n)
+				break; /* past the last allocation */
+		}
+		printf("  %s: %lu allocations, %lu failed calls\n", names[op], n - 1, failures);
+	}
+	munmap(mem, NPAGE * PAGE);
+}
+
 /* ---- argument checks ---------------------------------------------------------------------- */
 
 static void test_bad_arguments(void **state)
@@ -875,6 +1054,8 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(dt_vfu_client_dma_unmap(c, IOVA, PAGE, 0, NULL, 0), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_unmap(c, IOVA, 4 * PAGE, 3000, bm, 8), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_unmap(c, IOVA, 4 * PAGE, PAGE, bm, 0), -EINVAL);
+	assert_int_equal(dt_vfu_client_dma_unmap(c, IOVA, 4 * PAGE, PAGE, bm, 8),
+			 -EINVAL); /* off */
 	assert_int_equal(dt_vfu_client_dma_logging_start(c, bad, 2, NULL), -EINVAL);
 	assert_int_equal(dt_vfu_client_region_read(c, 7, 0, bm, 8), -EINVAL);
 	assert_int_equal(dt_vfu_client_migrate_device(c, "", &dev), -EINVAL);
@@ -916,6 +1097,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_replies), cmocka_unit_test(test_report_split),
 		cmocka_unit_test(test_sync_into_mirror),  cmocka_unit_test(test_mig_state_machine),
 		cmocka_unit_test(test_serve_dma),	  cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_process_idle),	  cmocka_unit_test(test_alloc_failures),
 	};
 
 	if (getenv("DT_TEST_LOG"))
