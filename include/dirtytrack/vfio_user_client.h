@@ -111,6 +111,20 @@ int dt_vfu_client_region_write(struct dt_vfu_client *c, uint32_t index, uint64_t
 /* DEVICE_RESET. */
 int dt_vfu_client_reset(struct dt_vfu_client *c);
 
+/* ---- interrupts ----------------------------------------------------------------------- */
+
+struct dt_vfu_irq_info {
+	uint32_t flags; /* VFIO_IRQ_INFO_EVENTFD | _MASKABLE | _AUTOMASKED | _NORESIZE */
+	uint32_t count; /* vectors */
+};
+/* DEVICE_GET_IRQ_INFO; -EINVAL for an index >= num_irqs. */
+int dt_vfu_client_irq_info(struct dt_vfu_client *c, uint32_t index, struct dt_vfu_irq_info *info);
+/* DEVICE_SET_IRQS, DATA_EVENTFD | ACTION_TRIGGER: vectors [start, start + count) of index
+ * signal fds[i] (the server gets duplicates; ours stay open); fds NULL de-assigns them. Sent
+ * in several messages when count passes the server's max_msg_fds. */
+int dt_vfu_client_set_irq_eventfds(struct dt_vfu_client *c, uint32_t index, uint32_t start,
+				   uint32_t count, const int *fds);
+
 /* ---- DMA ----------------------------------------------------------------------------- */
 
 /*

@@ -620,3 +620,81 @@ int dt_vfu_client_reset(struct dt_vfu_client *c)
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }
+
+/* ---- interrupts ------------------------------------------------------------------------ */
+
+int dt_vfu_client_irq_info(struct dt_vfu_client *c, uint32_t index, struct dt_vfu_irq_info *info)
+{
+	struct vfu_irq_info ii = {.argsz = sizeof(ii), .index = index};
+	struct iovec iov = {&ii, sizeof(ii)};
+	struct client_reply r;
+	int ret;
+
+	if (!c || !info)
+		return log_fail(-EINVAL, "dt_vfu_client_irq_info: NULL argument");
+	pthread_mutex_lock(&c->lock);
+	if (index >= c->info.num_irqs) {
+		ret = log_fail(-EINVAL, "dt_vfu_client_irq_info: index %u of %u", index,
+			       c->info.num_irqs);
+		goto out;
+	}
+	ret = client_xact(c, VFU_CMD_DEVICE_GET_IRQ_INFO, &iov, 1, NULL, 0, sizeof(ii), &r);
+	if (ret)
+		goto out;
+	if (r.msg.len == sizeof(ii))
+		memcpy(&ii, r.msg.payload, sizeof(ii));
+	client_reply_done(&r);
+	if (r.msg.len != sizeof(ii) || ii.index != index || ii.argsz < sizeof(ii)) {
+		ret = client_break(
+			c, log_fail(-EPROTO,
+				    "vfio-user client: GET_IRQ_INFO of index %u: a reply of %u "
+				    "bytes for index %u",
+				    index, r.msg.len, ii.index));
+		goto out;
+	}
+	info->flags = ii.flags;
+	info->count = ii.count;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int dt_vfu_client_set_irq_eventfds(struct dt_vfu_client *c, uint32_t index, uint32_t start,
+				   uint32_t count, const int *fds)
+{
+	uint32_t per = VFU_MAX_FDS, done = 0;
+	int ret = 0;
+
+	if (!c || !count || start + count < start)
+		return log_fail(-EINVAL, "dt_vfu_client_set_irq_eventfds: bad arguments");
+	pthread_mutex_lock(&c->lock);
+	if (c->theirs.max_msg_fds < per)
+		per = c->theirs.max_msg_fds;
+	if (index >= c->info.num_irqs || (fds && !per))
+		ret = log_fail(
+			-EINVAL,
+			"dt_vfu_client_set_irq_eventfds: index %u of %u (the server takes %u "
+			"fds)",
+			index, c->info.num_irqs, c->theirs.max_msg_fds);
+	if (!fds)
+		per = count; /* one message de-assigns them all */
+	while (!ret && done < count) {
+		uint32_t n = count - done < per ? count - done : per;
+		struct vfu_irq_set is = {.argsz = sizeof(is),
+					 .flags = VFU_IRQ_SET_DATA_EVENTFD |
+						  VFU_IRQ_SET_ACTION_TRIGGER,
+					 .index = index,
+					 .start = start + done,
+					 .count = n};
+		struct iovec iov = {&is, sizeof(is)};
+		struct client_reply r;
+
+		ret = client_xact(c, VFU_CMD_DEVICE_SET_IRQS, &iov, 1, fds ? fds + done : NULL,
+				  fds ? n : 0, 0, &r);
+		if (!ret)
+			client_reply_done(&r);
+		done += n;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -71,6 +72,7 @@ struct env {
 	uint64_t written_c;
 	uint64_t pinned[NPAGES / 64];
 	int dma_ret; /* of the last dt_vfu_dma_rw from the register callback */
+	int irq_ret; /* of the last dt_vfu_irq_trigger */
 };
 
 /* Region 0, the doorbell: a 16-byte write {iova, len, byte} makes the device write len bytes
@@ -88,6 +90,13 @@ static int64_t doorbell(void *opaque, uint32_t index, uint64_t offset, void *buf
 
 	if (!write) {
 		memset(buf, 0xab, count);
+		return count;
+	}
+	if (offset == 16 && count == 4) { /* interrupt: signal vector *buf of index 0 */
+		uint32_t v;
+
+		memcpy(&v, buf, 4);
+		e->irq_ret = dt_vfu_irq_trigger(e->s, 0, v);
 		return count;
 	}
 	if (offset != 0 || count != sizeof(cmd))
@@ -127,9 +136,13 @@ static struct env *env_new(uint64_t server_bitmap)
 	static const struct dt_vfu_region regions[1] = {
 		{.size = 4096, .flags = DT_VFU_REGION_READ | DT_VFU_REGION_WRITE, .fd = -1}};
 	struct env *e = calloc(1, sizeof(*e));
+	static const struct dt_vfu_irq irqs[1] = {{.count = 4, .flags = 1 /* EVENTFD */}};
 	struct dt_vfu_server_opts so = {.size = sizeof(so),
 					.num_regions = 1,
 					.regions = regions,
+					.num_irqs = 1,
+					.irqs = irqs,
+					.max_msg_fds = 2,
 					.ops = &ops,
 					.dma_kind = DT_DEVICE_EMULATED,
 					.max_bitmap_size = server_bitmap};
@@ -469,12 +482,52 @@ static void test_regions(void **state)
 	env_free(e);
 }
 
+/* Interrupts: info, four eventfds set in messages of the server's two fds each, a vector the
+ * device signals wakes exactly its eventfd; de-assigned, nothing is signalled. */
+static void test_irqs(void **state)
+{
+	struct env *e = env_new(0);
+	struct dt_vfu_irq_info ii;
+	int fds[4];
+	uint32_t v = 2;
+	uint64_t n;
+
+	assert_int_equal(dt_vfu_client_irq_info(e->c, 0, &ii), 0);
+	assert_int_equal(ii.count, 4);
+	assert_int_equal(ii.flags, 1);
+	assert_int_equal(dt_vfu_client_irq_info(e->c, 1, &ii), -EINVAL);
+	for (int i = 0; i < 4; i++)
+		assert_true((fds[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) >= 0);
+	assert_int_equal(dt_vfu_client_set_irq_eventfds(e->c, 0, 0, 4, fds), 0);
+	assert_int_equal(dt_vfu_client_region_write(e->c, 0, 16, &v, 4), 0);
+	assert_int_equal(e->irq_ret, 0);
+	for (int i = 0; i < 4; i++) {
+		ssize_t r = read(fds[i], &n, 8);
+
+		if (i == 2)
+			assert_true(r == 8 && n == 1);
+		else
+			assert_int_equal(r, -1);
+	}
+	v = 3; /* set by the second message */
+	assert_int_equal(dt_vfu_client_region_write(e->c, 0, 16, &v, 4), 0);
+	assert_int_equal(read(fds[3], &n, 8), 8);
+	assert_int_equal(dt_vfu_client_set_irq_eventfds(e->c, 0, 0, 4, NULL), 0);
+	assert_int_equal(dt_vfu_client_region_write(e->c, 0, 16, &v, 4), 0);
+	assert_int_equal(e->irq_ret, -ENOENT);
+	assert_int_equal(read(fds[3], &n, 8), -1);
+	assert_int_equal(dt_vfu_client_set_irq_eventfds(e->c, 0, 3, 2, fds), -EINVAL); /* server */
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reports),	     cmocka_unit_test(test_reports_split),
 		cmocka_unit_test(test_unmap_bitmap), cmocka_unit_test(test_dirty_set_hook),
-		cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_regions),	     cmocka_unit_test(test_irqs),
 	};
 	const char *s = getenv("DT_SEED");
 
