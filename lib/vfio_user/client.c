@@ -134,7 +134,8 @@ int client_xact(struct dt_vfu_client *c, uint16_t cmd, const struct iovec *iov, 
 
 	memset(reply, 0, sizeof(*reply));
 	if (c->broken)
-		return -ECONNRESET;
+		return log_fail(-ECONNRESET, "vfio-user client: %s: the connection is broken",
+				vfu_cmd_name(cmd));
 	ret = ensure_rbuf(c, max_reply);
 	if (ret)
 		return ret;
@@ -462,7 +463,7 @@ int dt_vfu_client_process(struct dt_vfu_client *c)
 		struct vfu_msg msg;
 
 		if (c->broken) {
-			ret = -ECONNRESET;
+			ret = log_fail(-ECONNRESET, "dt_vfu_client_process: the connection is broken");
 			break;
 		}
 		if (poll(&p, 1, 0) <= 0)
