@@ -147,6 +147,20 @@ uint64_t dt_dirty_set_length(const struct dt_dirty_set *set);
 int dt_dirty_set_add_source(struct dt_dirty_set *set, struct dt_source *src);
 int dt_dirty_set_add_iommu(struct dt_dirty_set *set, struct dt_iommu *iommu, uint64_t iova_base);
 
+/*
+ * A pre-harvest hook: called at the start of every dt_dirty_set_harvest(), before any
+ * source or container is read, in the order added. It brings remote dirty state into a
+ * container of the set, typically a device's DMA log fetched over a socket and replayed with
+ * dt_dma_log() on a LOGGING device of a local mirror container (the vfio-user client does
+ * this: dt_vfu_client_add_to_set()), so those pages land in DT_CLASS_DEVICE of this very
+ * harvest. Returns 0 or a negative errno: the harvest then fails with that errno before it
+ * touches anything (pages the hook already marked stay in its container, pages waiting in
+ * the set stay waiting), so nothing is lost; later hooks do not run. The hook must not call
+ * the set.
+ */
+typedef int (*dt_pre_harvest_fn)(void *opaque);
+int dt_dirty_set_add_pre_harvest(struct dt_dirty_set *set, dt_pre_harvest_fn fn, void *opaque);
+
 #define DT_HARVEST_SKIP_PINNED (1u << 1) /* pinned pages out of every class but PINNED's count */
 
 /* The result of one harvest; the bitmaps belong to the set and stay valid until its next

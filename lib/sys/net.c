@@ -93,6 +93,11 @@ int64_t sys_recv(int fd, void *buf, size_t len, int flags)
 	NET_RETRY(ssize_t, recv(fd, buf, len, flags));
 }
 
+int64_t sys_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	NET_RETRY(ssize_t, recvmsg(fd, msg, flags | MSG_CMSG_CLOEXEC));
+}
+
 int64_t sys_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	NET_RETRY(ssize_t, writev(fd, iov, iovcnt));
@@ -220,6 +225,19 @@ int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino)
 	*mode = st.st_mode;
 	*dev = st.st_dev;
 	*ino = st.st_ino;
+	return 0;
+}
+
+int sys_fstat(int fd, uint32_t *mode, uint64_t *size)
+{
+	struct stat st;
+
+	if (sys_should_fail())
+		return -EIO;
+	if (fstat(fd, &st))
+		return -errno;
+	*mode = st.st_mode;
+	*size = (uint64_t)st.st_size;
 	return 0;
 }
 

@@ -63,6 +63,8 @@ int sys_getsockname(int fd, struct sockaddr *addr, unsigned *len);
 /* Bytes moved (> 0 for a non-empty request), 0 at end of stream on receive. */
 int64_t sys_sendmsg(int fd, const struct msghdr *msg, int flags);
 int64_t sys_recv(int fd, void *buf, size_t len, int flags);
+/* recvmsg() (MSG_CMSG_CLOEXEC is always added): bytes received, 0 at end of stream. */
+int64_t sys_recvmsg(int fd, struct msghdr *msg, int flags);
 int64_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Set or clear O_NONBLOCK. */
 int sys_set_nonblock(int fd, int on);
@@ -90,6 +92,8 @@ void sys_sleep_until(uint64_t deadline, int max_ms);
 /* The st_mode, device and inode of path, not following a symlink (lstat). */
 int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino);
 int sys_unlink(const char *path);
+/* fstat(): st_mode and st_size of an open descriptor. */
+int sys_fstat(int fd, uint32_t *mode, uint64_t *size);
 int sys_chmod(const char *path, uint32_t mode);
 
 #endif

@@ -12,6 +12,9 @@
  * go back to the containers (class "requeued"), pages the sources gave wait in `pending`
  * and join the CPU class of the next harvest; so does everything a harvest read before one
  * of its steps failed.
+ *
+ * Pre-harvest hooks run first, before the set changes anything: a failing hook fails the
+ * harvest with the set exactly as it was (what the hook marked stays in its container).
  */
 #include <errno.h>
 #include <string.h>
@@ -26,8 +29,15 @@ struct set_iommu {
 	uint64_t iova_base;
 };
 
+struct set_hook {
+	dt_pre_harvest_fn fn;
+	void *opaque;
+};
+
 struct dt_dirty_set {
 	uint64_t base, length, npages, nwords;
+	struct set_hook *hooks;
+	unsigned nhooks;
 	struct dt_source **sources;
 	unsigned nsources;
 	struct set_iommu *iommus;
@@ -80,6 +90,7 @@ void dt_dirty_set_free(struct dt_dirty_set *set)
 	xfree_big(set->pending, set->nwords * 8);
 	xfree(set->sources);
 	xfree(set->iommus);
+	xfree(set->hooks);
 	xfree(set);
 }
 
@@ -126,6 +137,20 @@ int dt_dirty_set_add_iommu(struct dt_dirty_set *set, struct dt_iommu *iommu, uin
 	return 0;
 }
 
+int dt_dirty_set_add_pre_harvest(struct dt_dirty_set *set, dt_pre_harvest_fn fn, void *opaque)
+{
+	struct set_hook *p;
+
+	if (!set || !fn)
+		return log_fail(-EINVAL, "dt_dirty_set_add_pre_harvest: NULL argument");
+	p = xrealloc_array(set->hooks, set->nhooks + 1, sizeof(*p));
+	if (!p)
+		return log_fail(-ENOMEM, "dt_dirty_set_add_pre_harvest: out of memory");
+	p[set->nhooks++] = (struct set_hook){fn, opaque};
+	set->hooks = p;
+	return 0;
+}
+
 static uint64_t popcount_words(const uint64_t *w, uint64_t n)
 {
 	uint64_t c = 0;
@@ -166,6 +191,16 @@ int dt_dirty_set_harvest(struct dt_dirty_set *set, uint32_t flags, struct dt_har
 		return log_fail(-EINVAL, "dt_dirty_set_harvest: NULL argument");
 	if (flags & ~DT_HARVEST_SKIP_PINNED)
 		return log_fail(-EINVAL, "dt_dirty_set_harvest: unknown flags 0x%x", flags);
+	for (unsigned i = 0; i < set->nhooks; i++) {
+		ret = set->hooks[i].fn(set->hooks[i].opaque);
+		if (ret > 0 || ret < -4095)
+			ret = -EIO; /* not an errno: still a failure */
+		if (ret)
+			return log_fail(
+				ret,
+				"dt_dirty_set_harvest: pre-harvest hook %u failed (%d); nothing harvested, nothing lost",
+				i, ret);
+	}
 	for (unsigned c = 0; c < DT_NCLASSES; c++)
 		memset(set->bits[c], 0, set->nwords * 8);
 	/* Pages handed back (or read by a failed harvest) come first: they are not lost. */

@@ -3,7 +3,8 @@
  * tests/track/test_dirty_set.c - the merged harvest: one call over a CPU source and a
  * container returns each class apart (CPU, VMM, PINNED, DEVICE, WHOLE), counts a page in
  * two classes once in the union, leaves pinned pages out with SKIP_PINNED, and puts back
- * what a consumer could not send (merge-back) into the class it came from.
+ * what a consumer could not send (merge-back) into the class it came from; pre-harvest hooks
+ * feed a container in the same harvest, and a failing hook fails the harvest losing nothing.
  *
  * The CPU source is userfaultfd write-protect over this process's memory when the kernel
  * has it, else the all-dirty fallback (then only the container-side checks are exact).
@@ -178,6 +179,80 @@ static void test_merge_back(void **state)
 		assert_int_equal(h.total, 0);
 }
 
+/* A pre-harvest hook standing for a remote device's DMA log: it logs `pages` on the LOGGING
+ * device, then returns `ret` (after logging, to show a failure loses nothing). */
+struct hook_state {
+	struct fixture *f;
+	uint64_t pages[4];
+	unsigned npages;
+	int ret;
+	unsigned calls;
+	unsigned order; /* calls of the other hook seen when this one ran */
+	struct hook_state *other;
+};
+
+static int log_hook(void *opaque)
+{
+	struct hook_state *hs = opaque;
+
+	hs->calls++;
+	if (hs->other)
+		hs->order = hs->other->calls;
+	for (unsigned i = 0; i < hs->npages; i++)
+		assert_int_equal(dt_dma_log(hs->f->nic, IOVA + hs->pages[i] * PAGE, PAGE), 0);
+	hs->npages = 0;
+	return hs->ret;
+}
+
+static void test_pre_harvest_hook(void **state)
+{
+	struct fixture *f = *state;
+	struct hook_state a = {.f = f}, b = {.f = f};
+	uint64_t back[NPAGES / 64] = {0};
+	struct dt_harvest h;
+
+	assert_int_equal(dt_dirty_set_add_pre_harvest(f->set, NULL, &a), -EINVAL);
+	assert_int_equal(dt_dirty_set_add_pre_harvest(NULL, log_hook, &a), -EINVAL);
+	assert_int_equal(dt_dirty_set_add_pre_harvest(f->set, log_hook, &a), 0);
+	assert_int_equal(dt_dirty_set_add_pre_harvest(f->set, log_hook, &b), 0);
+	b.other = &a;
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), 0); /* clean start */
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.order, 1); /* in the order added */
+
+	/* What the hooks log appears in DEVICE of this very harvest, and only once. */
+	a.pages[0] = 7, a.pages[1] = 200, a.npages = 2;
+	b.pages[0] = 255, b.npages = 1;
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), 0);
+	assert_int_equal(h.count[DT_CLASS_DEVICE], 3);
+	assert_true(bit(h.class_bits[DT_CLASS_DEVICE], 7));
+	assert_true(bit(h.class_bits[DT_CLASS_DEVICE], 200));
+	assert_true(bit(h.class_bits[DT_CLASS_DEVICE], 255));
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), 0);
+	assert_int_equal(h.count[DT_CLASS_DEVICE], 0);
+
+	/* Hook a fails after logging page 9: the harvest fails with its errno, hook b does not
+	 * run, and neither page 9 nor the CPU page waiting from a merge-back is lost. */
+	back[1] = 1ull << 2; /* page 66 */
+	assert_int_equal(dt_dirty_set_merge_back(f->set, back), 0);
+	a.pages[0] = 9, a.npages = 1, a.ret = -ECONNRESET;
+	b.pages[0] = 11, b.npages = 1;
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), -ECONNRESET);
+	assert_int_equal(b.calls, 3);
+	a.ret = 0;
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), 0);
+	assert_true(bit(h.class_bits[DT_CLASS_DEVICE], 9));
+	assert_true(bit(h.class_bits[DT_CLASS_DEVICE], 11));
+	assert_true(bit(h.class_bits[DT_CLASS_CPU], 66));
+	assert_int_equal(h.count[DT_CLASS_DEVICE], 2);
+	if (cpu_exact(f))
+		assert_int_equal(h.total, 3);
+
+	/* A hook returning something that is not a negative errno still fails the harvest. */
+	a.ret = 1;
+	assert_int_equal(dt_dirty_set_harvest(f->set, 0, &h), -EIO);
+}
+
 static void test_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -208,6 +283,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_three_classes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_merge_back, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pre_harvest_hook, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	};
 

@@ -1,0 +1,851 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vfio_user/server.c - the vfio-user device server: its life (new, accept, free), the
+ * message loop (process, run), the checks every message gets before its handler (VERSION
+ * first, command type, flags, descriptors only where a command takes them), VERSION, device
+ * and region info, region access, reset, IRQs, and the client-lost cleanup.
+ *
+ * Invariants: a command is answered exactly once (unless it asked for no reply), with its
+ * handler's payload or with an error reply carrying the errno; a handler that fails has
+ * changed nothing. Anything that leaves the byte stream out of step (a size below the header
+ * or above our limit) or a refused VERSION closes the connection, and closing always runs
+ * the same cleanup (vfu_server_drop_client): mappings, logging, IRQ eventfds, migration
+ * state back to RUNNING.
+ */
+#include "vfio_user/server_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/alloc.h"
+#include "core/bitops.h"
+#include "core/log.h"
+#include "sys/sys.h"
+
+#define DEFAULT_MAX_FDS	   8u
+#define DEFAULT_MAX_XFER   (1ull << 20)
+#define DEFAULT_MAX_BITMAP (16ull << 20)
+
+void *vfu_out_reserve(struct dt_vfu_server *s, size_t len)
+{
+	if (len > s->out_cap) {
+		uint8_t *p = realloc(s->out, len);
+
+		if (!p)
+			return NULL;
+		s->out = p;
+		s->out_cap = len;
+	}
+	return s->out;
+}
+
+/* ---- life ---------------------------------------------------------------------------------- */
+
+static int check_opts(const struct dt_vfu_server_opts *o)
+{
+	if (!o || o->size < sizeof(*o))
+		return log_fail(-EINVAL, "dt_vfu_server_new: bad options size");
+	if (!o->path && o->fd < 0)
+		return log_fail(-EINVAL, "dt_vfu_server_new: neither path nor fd");
+	if (o->num_regions > VFU_SRV_MAX_REGIONS || (o->num_regions && !o->regions))
+		return log_fail(-EINVAL, "dt_vfu_server_new: %u regions", o->num_regions);
+	if (o->num_irqs > VFU_SRV_MAX_IRQS || (o->num_irqs && !o->irqs))
+		return log_fail(-EINVAL, "dt_vfu_server_new: %u irqs", o->num_irqs);
+	if (o->device_flags & ~(DT_VFU_DEVICE_RESET | DT_VFU_DEVICE_PCI))
+		return log_fail(-EINVAL, "dt_vfu_server_new: device flags 0x%x", o->device_flags);
+	for (uint32_t i = 0; i < o->num_regions; i++) {
+		const struct dt_vfu_region *r = &o->regions[i];
+
+		if (r->flags & ~(DT_VFU_REGION_READ | DT_VFU_REGION_WRITE | DT_VFU_REGION_MMAP))
+			return log_fail(-EINVAL, "dt_vfu_server_new: region %u flags 0x%x", i,
+					r->flags);
+		if (!r->size && r->flags)
+			return log_fail(-EINVAL, "dt_vfu_server_new: region %u empty with flags",
+					i);
+		if ((r->flags & DT_VFU_REGION_MMAP) && r->fd < 0)
+			return log_fail(-EINVAL, "dt_vfu_server_new: region %u mmap without fd", i);
+	}
+	for (uint32_t i = 0; i < o->num_irqs; i++)
+		if (o->irqs[i].count > 4096)
+			return log_fail(-EINVAL, "dt_vfu_server_new: irq %u count %u", i,
+					o->irqs[i].count);
+	if (o->migration_flags & ~(VFU_MIGRATION_STOP_COPY | VFU_MIGRATION_PRE_COPY))
+		return log_fail(-EINVAL, "dt_vfu_server_new: migration flags 0x%llx",
+				(unsigned long long)o->migration_flags);
+	if (o->migration_flags && !(o->migration_flags & VFU_MIGRATION_STOP_COPY))
+		return log_fail(-EINVAL, "dt_vfu_server_new: migration without STOP_COPY");
+	if (o->max_msg_fds > VFU_MAX_FDS)
+		return log_fail(-EINVAL, "dt_vfu_server_new: max_msg_fds %u above %u",
+				o->max_msg_fds, VFU_MAX_FDS);
+	if (o->max_data_xfer_size && (o->max_data_xfer_size < VFU_CAPS_MIN_XFER ||
+				      o->max_data_xfer_size > VFU_CAPS_MAX_XFER))
+		return log_fail(-EINVAL, "dt_vfu_server_new: max_data_xfer_size %llu",
+				(unsigned long long)o->max_data_xfer_size);
+	if (o->max_bitmap_size > VFU_CAPS_MAX_BITMAP_SIZE)
+		return log_fail(-EINVAL, "dt_vfu_server_new: max_bitmap_size %llu",
+				(unsigned long long)o->max_bitmap_size);
+	if (o->log_pgsize && (!is_pow2(o->log_pgsize) || o->log_pgsize < 4096))
+		return log_fail(-EINVAL, "dt_vfu_server_new: log_pgsize %llu",
+				(unsigned long long)o->log_pgsize);
+	if (o->dma_kind != DT_DEVICE_EMULATED && o->dma_kind != DT_DEVICE_LOGGING &&
+	    o->dma_kind != DT_DEVICE_PASSTHROUGH)
+		return log_fail(-EINVAL, "dt_vfu_server_new: dma_kind %d", (int)o->dma_kind);
+	return 0;
+}
+
+struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
+{
+	struct dt_vfu_server *s;
+	int r = check_opts(opts);
+
+	if (r) {
+		if (opts && opts->size >= sizeof(*opts) && !opts->path && opts->fd >= 0)
+			sys_close(opts->fd);
+		errno = -r;
+		return NULL;
+	}
+	s = xzalloc(sizeof(*s));
+	if (!s) {
+		r = -ENOMEM;
+		goto fail_fd;
+	}
+	s->opts = *opts;
+	s->opts.size = sizeof(s->opts);
+	if (opts->num_regions)
+		memcpy(s->regions, opts->regions, sizeof(s->regions[0]) * opts->num_regions);
+	if (opts->num_irqs)
+		memcpy(s->irqs, opts->irqs, sizeof(s->irqs[0]) * opts->num_irqs);
+	s->opts.regions = s->regions;
+	s->opts.irqs = s->irqs;
+	if (opts->ops)
+		s->ops = *opts->ops;
+	s->opts.ops = &s->ops;
+	s->max_fds = opts->max_msg_fds ? opts->max_msg_fds : DEFAULT_MAX_FDS;
+	s->max_xfer = opts->max_data_xfer_size ? opts->max_data_xfer_size : DEFAULT_MAX_XFER;
+	s->max_bitmap = opts->max_bitmap_size ? opts->max_bitmap_size : DEFAULT_MAX_BITMAP;
+	s->max_maps = opts->max_dma_maps ? opts->max_dma_maps : VFU_DEFAULT_MAX_DMA_MAPS;
+	s->log_pgsize = opts->log_pgsize ? opts->log_pgsize : 4096;
+	s->listen_fd = -1;
+	s->sock = -1;
+	s->mig_state = VFU_MIG_STATE_RUNNING;
+	s->pending_tail = &s->pending;
+	s->rbuf_size = s->max_xfer + VFU_SRV_MSG_SLACK;
+	s->rbuf = malloc(s->rbuf_size);
+	s->dbuf = malloc(s->max_xfer + VFU_SRV_MSG_SLACK);
+	s->iommu = dt_iommu_new();
+	if (!s->rbuf || !s->dbuf || !s->iommu) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->dev = dt_device_attach(s->iommu, opts->dma_kind);
+	if (!s->dev) {
+		r = -errno;
+		goto fail;
+	}
+	if (opts->path) {
+		s->path = strdup(opts->path);
+		if (!s->path) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		s->listen_fd = vfu_listen(opts->path);
+		if (s->listen_fd < 0) {
+			r = s->listen_fd;
+			goto fail;
+		}
+	} else {
+		s->sock = opts->fd;
+	}
+	return s;
+fail:
+	if (s->iommu)
+		dt_iommu_free(s->iommu);
+	free(s->rbuf);
+	free(s->dbuf);
+	free(s->path);
+	xfree(s);
+fail_fd:
+	if (!opts->path && opts->fd >= 0)
+		sys_close(opts->fd);
+	log_err("dt_vfu_server_new: %s", strerror(-r));
+	errno = -r;
+	return NULL;
+}
+
+static void pending_drop_all(struct dt_vfu_server *s)
+{
+	while (s->pending) {
+		struct vfu_pending *p = s->pending;
+
+		s->pending = p->next;
+		vfu_msg_close_fds(&p->msg);
+		free(p);
+	}
+	s->pending_tail = &s->pending;
+	s->npending = 0;
+}
+
+static void irqs_close(struct dt_vfu_server *s)
+{
+	for (uint32_t i = 0; i < s->opts.num_irqs; i++) {
+		if (!s->irq_fds[i])
+			continue;
+		for (uint32_t j = 0; j < s->irqs[i].count; j++)
+			if (s->irq_fds[i][j] >= 0)
+				sys_close(s->irq_fds[i][j]);
+		free(s->irq_fds[i]);
+		s->irq_fds[i] = NULL;
+	}
+}
+
+void vfu_server_drop_client(struct dt_vfu_server *s, bool notify)
+{
+	if (s->sock >= 0) {
+		sys_close(s->sock);
+		s->sock = -1;
+	}
+	s->negotiated = false;
+	vfu_caps_default(&s->peer);
+	pending_drop_all(s);
+	vfu_unmap_all(s);
+	vfu_logging_stop(s);
+	irqs_close(s);
+	if (!notify)
+		return;
+	if (s->ops.client_lost)
+		s->ops.client_lost(s->opts.opaque);
+	if (s->mig_state != VFU_MIG_STATE_RUNNING && s->mig_state != VFU_MIG_STATE_ERROR) {
+		int r = vfu_mig_walk(s, VFU_MIG_STATE_RUNNING);
+
+		if (r)
+			log_err("vfio-user server: client lost, device left in state %u: %s",
+				s->mig_state, strerror(-r));
+	}
+}
+
+void dt_vfu_server_free(struct dt_vfu_server *s)
+{
+	if (!s)
+		return;
+	s->freeing = true;
+	vfu_server_drop_client(s, false);
+	if (s->listen_fd >= 0) {
+		sys_close(s->listen_fd);
+		sys_unlink(s->path);
+	}
+	dt_iommu_free(s->iommu);
+	free(s->maps);
+	free(s->rbuf);
+	free(s->dbuf);
+	free(s->out);
+	free(s->path);
+	xfree(s);
+}
+
+int dt_vfu_server_accept(struct dt_vfu_server *s)
+{
+	int fd;
+
+	if (!s)
+		return log_fail(-EINVAL, "dt_vfu_server_accept: NULL");
+	if (s->sock >= 0)
+		return log_fail(-EBUSY, "dt_vfu_server_accept: a client is connected");
+	if (s->listen_fd < 0)
+		return log_fail(-EINVAL, "dt_vfu_server_accept: server made from a connected fd");
+	fd = vfu_accept(s->listen_fd);
+	if (fd < 0)
+		return fd;
+	s->sock = fd;
+	s->negotiated = false;
+	vfu_caps_default(&s->peer);
+	return 0;
+}
+
+int dt_vfu_server_fd(const struct dt_vfu_server *s)
+{
+	if (!s)
+		return -EINVAL;
+	return s->sock >= 0 ? s->sock : s->listen_fd;
+}
+
+bool dt_vfu_server_connected(const struct dt_vfu_server *s)
+{
+	return s && s->sock >= 0;
+}
+
+struct dt_iommu *dt_vfu_server_iommu(struct dt_vfu_server *s)
+{
+	return s ? s->iommu : NULL;
+}
+
+struct dt_device *dt_vfu_server_device(struct dt_vfu_server *s)
+{
+	return s ? s->dev : NULL;
+}
+
+uint32_t dt_vfu_server_mig_state(const struct dt_vfu_server *s)
+{
+	return s ? s->mig_state : VFU_MIG_STATE_ERROR;
+}
+
+/* ---- VERSION ------------------------------------------------------------------------------- */
+
+static int handle_version(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_caps peer, ours;
+	uint16_t major, minor;
+	size_t len;
+	void *p;
+	int r;
+
+	if (s->negotiated)
+		return log_fail(-EINVAL, "vfio-user server: second VERSION");
+	r = vfu_version_parse(msg->payload, msg->len, &major, &minor, &peer);
+	if (r)
+		return -(EINVAL | VFU_CLOSE);
+	if (major != VFU_VERSION_MAJOR)
+		return log_fail(-(ENOTSUP | VFU_CLOSE),
+				"vfio-user server: version %u.%u, we speak %u.x", major, minor,
+				VFU_VERSION_MAJOR);
+	if (peer.mig_max_bitmap_size && peer.mig_max_bitmap_size < 8)
+		return log_fail(-(EINVAL | VFU_CLOSE), "vfio-user server: max_bitmap_size %llu",
+				(unsigned long long)peer.mig_max_bitmap_size);
+	vfu_caps_default(&ours);
+	ours.max_msg_fds = s->max_fds;
+	ours.max_data_xfer_size = s->max_xfer;
+	ours.pgsizes = 4096;
+	ours.max_dma_maps = s->max_maps;
+	/* The reply's capabilities are a subset of the proposed ones (limits always). */
+	if (peer.migration) {
+		ours.migration = true;
+		ours.mig_pgsize = s->log_pgsize;
+		ours.mig_max_bitmap_size = s->max_bitmap;
+	}
+	ours.write_multiple = peer.write_multiple;
+	ours.twin_socket = false; /* declined: DMA requests share the one socket */
+	p = vfu_version_build(VFU_VERSION_MAJOR,
+			      minor < VFU_VERSION_MINOR ? minor : VFU_VERSION_MINOR, &ours, &len);
+	if (!p)
+		return -ENOMEM;
+	if (!vfu_out_reserve(s, len)) {
+		free(p);
+		return -ENOMEM;
+	}
+	memcpy(s->out, p, len);
+	s->out_len = len;
+	free(p);
+	s->peer = peer;
+	s->negotiated = true;
+	return 0;
+}
+
+/* ---- device, regions, IRQs ------------------------------------------------------------- */
+
+static int handle_device_info(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_device_info in, out;
+
+	if (msg->len < sizeof(in))
+		return log_fail(-EINVAL, "DEVICE_GET_INFO: %u bytes", msg->len);
+	memcpy(&in, msg->payload, sizeof(in));
+	if (in.argsz < sizeof(out))
+		return log_fail(-EINVAL, "DEVICE_GET_INFO: argsz %u", in.argsz);
+	out = (struct vfu_device_info){.argsz = sizeof(out),
+				       .flags = s->opts.device_flags,
+				       .num_regions = s->opts.num_regions,
+				       .num_irqs = s->opts.num_irqs};
+	if (!vfu_out_reserve(s, sizeof(out)))
+		return -ENOMEM;
+	memcpy(s->out, &out, sizeof(out));
+	s->out_len = sizeof(out);
+	return 0;
+}
+
+static int handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_region_info in, out;
+	const struct dt_vfu_region *r;
+
+	if (msg->len < sizeof(in))
+		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: %u bytes", msg->len);
+	memcpy(&in, msg->payload, sizeof(in));
+	if (in.argsz < sizeof(out))
+		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: argsz %u", in.argsz);
+	if (in.index >= s->opts.num_regions)
+		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: region %u of %u", in.index,
+				s->opts.num_regions);
+	r = &s->regions[in.index];
+	out = (struct vfu_region_info){.argsz = sizeof(out),
+				       .flags = r->flags,
+				       .index = in.index,
+				       .size = r->size,
+				       .offset = (r->flags & DT_VFU_REGION_MMAP) ? r->offset : 0};
+	/* A client that takes no descriptor cannot mmap: it gets the region without MMAP. */
+	if ((r->flags & DT_VFU_REGION_MMAP) && s->peer.max_msg_fds >= 1) {
+		s->out_fds[0] = r->fd;
+		s->out_nfds = 1;
+	} else {
+		out.flags &= ~VFU_REGION_F_MMAP;
+		out.offset = 0;
+	}
+	if (!vfu_out_reserve(s, sizeof(out)))
+		return -ENOMEM;
+	memcpy(s->out, &out, sizeof(out));
+	s->out_len = sizeof(out);
+	return 0;
+}
+
+/* The region of an access, with offset + count inside it and the permission. */
+static int region_check(struct dt_vfu_server *s, const struct vfu_region_access *a, bool write,
+			const char *what)
+{
+	const struct dt_vfu_region *r;
+
+	if (a->region >= s->opts.num_regions)
+		return log_fail(-EINVAL, "%s: region %u of %u", what, a->region,
+				s->opts.num_regions);
+	r = &s->regions[a->region];
+	if (!(r->flags & (write ? DT_VFU_REGION_WRITE : DT_VFU_REGION_READ)))
+		return log_fail(-EPERM, "%s: region %u is not %s", what, a->region,
+				write ? "writable" : "readable");
+	if (!a->count || a->count > s->max_xfer)
+		return log_fail(-EINVAL, "%s: count %u (limit %llu)", what, a->count,
+				(unsigned long long)s->max_xfer);
+	if (a->offset > r->size || a->count > r->size - a->offset)
+		return log_fail(-EINVAL, "%s: [0x%llx, +%u) outside region %u of 0x%llx", what,
+				(unsigned long long)a->offset, a->count, a->region,
+				(unsigned long long)r->size);
+	if (!s->ops.region_rw)
+		return log_fail(-EINVAL, "%s: the device has no region access", what);
+	return 0;
+}
+
+static int region_call(struct dt_vfu_server *s, const struct vfu_region_access *a, void *buf,
+		       bool write, const char *what)
+{
+	int64_t n = s->ops.region_rw(s->opts.opaque, a->region, a->offset, buf, a->count, write);
+
+	if (n < 0)
+		return log_fail((int)n, "%s: region %u at 0x%llx: device error %lld", what,
+				a->region, (unsigned long long)a->offset, (long long)n);
+	if (n != a->count)
+		return log_fail(-EIO, "%s: region %u: device moved %lld of %u bytes", what,
+				a->region, (long long)n, a->count);
+	return 0;
+}
+
+static int handle_region_read(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_region_access a;
+	int r;
+
+	if (msg->len != sizeof(a))
+		return log_fail(-EINVAL, "REGION_READ: %u bytes", msg->len);
+	memcpy(&a, msg->payload, sizeof(a));
+	r = region_check(s, &a, false, "REGION_READ");
+	if (r)
+		return r;
+	if (!vfu_out_reserve(s, sizeof(a) + a.count))
+		return -ENOMEM;
+	r = region_call(s, &a, s->out + sizeof(a), false, "REGION_READ");
+	if (r)
+		return r;
+	memcpy(s->out, &a, sizeof(a));
+	s->out_len = sizeof(a) + a.count;
+	return 0;
+}
+
+static int handle_region_write(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_region_access a;
+	int r;
+
+	if (msg->len < sizeof(a))
+		return log_fail(-EINVAL, "REGION_WRITE: %u bytes", msg->len);
+	memcpy(&a, msg->payload, sizeof(a));
+	if (msg->len - sizeof(a) != a.count)
+		return log_fail(-EINVAL, "REGION_WRITE: count %u with %zu data bytes", a.count,
+				msg->len - sizeof(a));
+	r = region_check(s, &a, true, "REGION_WRITE");
+	if (!r)
+		r = region_call(s, &a, msg->payload + sizeof(a), true, "REGION_WRITE");
+	if (r)
+		return r;
+	if (!vfu_out_reserve(s, sizeof(a)))
+		return -ENOMEM;
+	memcpy(s->out, &a, sizeof(a));
+	s->out_len = sizeof(a);
+	return 0;
+}
+
+static int handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_region_write_multi m;
+	struct vfu_region_write_one w;
+	int r;
+
+	if (msg->len < sizeof(m))
+		return log_fail(-EINVAL, "REGION_WRITE_MULTI: %u bytes", msg->len);
+	memcpy(&m, msg->payload, sizeof(m));
+	if (m.wr_cnt != (msg->len - sizeof(m)) / sizeof(w) || (msg->len - sizeof(m)) % sizeof(w))
+		return log_fail(-EINVAL, "REGION_WRITE_MULTI: %llu writes in %u bytes",
+				(unsigned long long)m.wr_cnt, msg->len);
+	/* All checked first: a bad one fails the message before any write. */
+	for (uint64_t i = 0; i < m.wr_cnt; i++) {
+		struct vfu_region_access a;
+
+		memcpy(&w, msg->payload + sizeof(m) + i * sizeof(w), sizeof(w));
+		if (w.count > VFU_WRITE_MULTI_DATA_MAX)
+			return log_fail(-EINVAL, "REGION_WRITE_MULTI: write %llu of %u bytes",
+					(unsigned long long)i, w.count);
+		a = (struct vfu_region_access){
+			.offset = w.offset, .region = w.region, .count = w.count};
+		r = region_check(s, &a, true, "REGION_WRITE_MULTI");
+		if (r)
+			return r;
+	}
+	for (uint64_t i = 0; i < m.wr_cnt; i++) {
+		struct vfu_region_access a;
+
+		memcpy(&w, msg->payload + sizeof(m) + i * sizeof(w), sizeof(w));
+		a = (struct vfu_region_access){
+			.offset = w.offset, .region = w.region, .count = w.count};
+		r = region_call(s, &a, w.data, true, "REGION_WRITE_MULTI");
+		if (r)
+			return r;
+	}
+	if (!vfu_out_reserve(s, sizeof(m)))
+		return -ENOMEM;
+	memcpy(s->out, &m, sizeof(m));
+	s->out_len = sizeof(m);
+	return 0;
+}
+
+static int handle_reset(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	int r = 0;
+
+	if (msg->len)
+		return log_fail(-EINVAL, "DEVICE_RESET: %u payload bytes", msg->len);
+	if (!(s->opts.device_flags & DT_VFU_DEVICE_RESET))
+		return log_fail(-ENOTSUP, "DEVICE_RESET: the device has no reset");
+	if (s->ops.reset)
+		r = s->ops.reset(s->opts.opaque);
+	if (r)
+		return log_fail(r < 0 ? r : -EIO, "DEVICE_RESET: device error %d", r);
+	/* Reset is the way out of ERROR and ends any migration session. */
+	s->mig_state = VFU_MIG_STATE_RUNNING;
+	s->out_len = 0;
+	return 0;
+}
+
+static int handle_irq_info(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_irq_info in, out;
+
+	if (msg->len < sizeof(in))
+		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: %u bytes", msg->len);
+	memcpy(&in, msg->payload, sizeof(in));
+	if (in.argsz < sizeof(out))
+		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: argsz %u", in.argsz);
+	if (in.index >= s->opts.num_irqs)
+		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: index %u of %u", in.index,
+				s->opts.num_irqs);
+	out = (struct vfu_irq_info){.argsz = sizeof(out),
+				    .flags = s->irqs[in.index].flags,
+				    .index = in.index,
+				    .count = s->irqs[in.index].count};
+	if (!vfu_out_reserve(s, sizeof(out)))
+		return -ENOMEM;
+	memcpy(s->out, &out, sizeof(out));
+	s->out_len = sizeof(out);
+	return 0;
+}
+
+static int irq_signal(int fd)
+{
+	uint64_t one = 1;
+	int64_t r = sys_write(fd, &one, sizeof(one));
+
+	return r == sizeof(one) ? 0 : (r < 0 ? (int)r : -EIO);
+}
+
+static int handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	struct vfu_irq_set in;
+	uint32_t data, action, count;
+	int *fds;
+
+	if (msg->len < sizeof(in))
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u bytes", msg->len);
+	memcpy(&in, msg->payload, sizeof(in));
+	data = in.flags & VFU_IRQ_SET_DATA_MASK;
+	action = in.flags & VFU_IRQ_SET_ACTION_MASKALL;
+	if (in.flags & ~(VFU_IRQ_SET_DATA_MASK | VFU_IRQ_SET_ACTION_MASKALL) || !is_pow2(data) ||
+	    !is_pow2(action))
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: flags 0x%x", in.flags);
+	if (in.index >= s->opts.num_irqs)
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: index %u of %u", in.index,
+				s->opts.num_irqs);
+	count = s->irqs[in.index].count;
+	if (in.start > count || in.count > count - in.start)
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: [%u, +%u) of %u vectors", in.start,
+				in.count, count);
+	if (data == VFU_IRQ_SET_DATA_BOOL && msg->len - sizeof(in) < in.count)
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u bools in %zu bytes", in.count,
+				msg->len - sizeof(in));
+	if (data == VFU_IRQ_SET_DATA_EVENTFD) {
+		if (action != VFU_IRQ_SET_ACTION_TRIGGER)
+			return log_fail(-ENOTSUP, "DEVICE_SET_IRQS: eventfds for mask/unmask");
+		if (msg->nfds && msg->nfds != in.count)
+			return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u eventfds for %u vectors",
+					msg->nfds, in.count);
+	} else if (msg->nfds) {
+		return log_fail(-EINVAL, "DEVICE_SET_IRQS: descriptors without DATA_EVENTFD");
+	}
+	if (action != VFU_IRQ_SET_ACTION_TRIGGER) {
+		/* Masking: accepted on maskable types and otherwise ignored (the device signals
+		 * through eventfds; a masked vector is the client's business). */
+		if (!(s->irqs[in.index].flags & VFU_IRQ_INFO_MASKABLE))
+			return log_fail(-EINVAL, "DEVICE_SET_IRQS: index %u is not maskable",
+					in.index);
+		s->out_len = 0;
+		return 0;
+	}
+	if (!s->irq_fds[in.index]) {
+		fds = malloc(sizeof(int) * (count ? count : 1));
+		if (!fds)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < count; i++)
+			fds[i] = -1;
+		s->irq_fds[in.index] = fds;
+	}
+	fds = s->irq_fds[in.index];
+	if (data == VFU_IRQ_SET_DATA_EVENTFD) {
+		/* Take the new eventfds (none: de-assign the range). */
+		for (uint32_t i = 0; i < in.count; i++) {
+			if (fds[in.start + i] >= 0)
+				sys_close(fds[in.start + i]);
+			fds[in.start + i] = msg->nfds ? msg->fds[i] : -1;
+			if (msg->nfds)
+				msg->fds[i] = -1;
+		}
+	} else if (data == VFU_IRQ_SET_DATA_NONE && !in.count) {
+		/* count 0 with DATA_NONE: disable every vector of the index. */
+		for (uint32_t i = 0; i < count; i++) {
+			if (fds[i] >= 0)
+				sys_close(fds[i]);
+			fds[i] = -1;
+		}
+	} else {
+		/* The client triggers vectors itself. */
+		for (uint32_t i = 0; i < in.count; i++) {
+			if (data == VFU_IRQ_SET_DATA_BOOL && !msg->payload[sizeof(in) + i])
+				continue;
+			if (fds[in.start + i] >= 0)
+				irq_signal(fds[in.start + i]);
+		}
+	}
+	s->out_len = 0;
+	return 0;
+}
+
+int dt_vfu_irq_trigger(struct dt_vfu_server *s, uint32_t index, uint32_t sub)
+{
+	if (!s || index >= s->opts.num_irqs || sub >= s->irqs[index].count)
+		return log_fail(-EINVAL, "dt_vfu_irq_trigger: irq %u.%u", index, sub);
+	if (!s->irq_fds[index] || s->irq_fds[index][sub] < 0)
+		return log_fail(-ENOENT, "dt_vfu_irq_trigger: irq %u.%u has no eventfd", index,
+				sub);
+	return irq_signal(s->irq_fds[index][sub]);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+/* How many descriptors a command may carry. */
+static unsigned fds_allowed(const struct vfu_msg *msg)
+{
+	switch (msg->hdr.cmd) {
+	case VFU_CMD_DMA_MAP:
+		return 1;
+	case VFU_CMD_DEVICE_SET_IRQS:
+		return VFU_MAX_FDS;
+	default:
+		return 0;
+	}
+}
+
+int vfu_server_dispatch(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	const struct vfu_hdr *h = &msg->hdr;
+
+	s->out_len = 0;
+	s->out_nfds = 0;
+	if ((h->flags & VFU_F_TYPE_MASK) != VFU_F_TYPE_COMMAND || (h->flags & ~VFU_F_KNOWN) ||
+	    (h->flags & VFU_F_ERROR))
+		return log_fail(-EINVAL, "vfio-user server: %s with flags 0x%x",
+				vfu_cmd_name(h->cmd), h->flags);
+	if (msg->nfds > fds_allowed(msg))
+		return log_fail(-EINVAL, "vfio-user server: %s with %u descriptors",
+				vfu_cmd_name(h->cmd), msg->nfds);
+	if (!s->negotiated && h->cmd != VFU_CMD_VERSION)
+		return log_fail(-(EINVAL | VFU_CLOSE), "vfio-user server: %s before VERSION",
+				vfu_cmd_name(h->cmd));
+	switch (h->cmd) {
+	case VFU_CMD_VERSION:
+		return handle_version(s, msg);
+	case VFU_CMD_DMA_MAP:
+		return vfu_handle_dma_map(s, msg);
+	case VFU_CMD_DMA_UNMAP:
+		return vfu_handle_dma_unmap(s, msg);
+	case VFU_CMD_DEVICE_GET_INFO:
+		return handle_device_info(s, msg);
+	case VFU_CMD_DEVICE_GET_REGION_INFO:
+		return handle_region_info(s, msg);
+	case VFU_CMD_DEVICE_GET_IRQ_INFO:
+		return handle_irq_info(s, msg);
+	case VFU_CMD_DEVICE_SET_IRQS:
+		return handle_set_irqs(s, msg);
+	case VFU_CMD_REGION_READ:
+		return handle_region_read(s, msg);
+	case VFU_CMD_REGION_WRITE:
+		return handle_region_write(s, msg);
+	case VFU_CMD_DEVICE_RESET:
+		return handle_reset(s, msg);
+	case VFU_CMD_REGION_WRITE_MULTI:
+		return handle_region_write_multi(s, msg);
+	case VFU_CMD_DEVICE_FEATURE:
+		return vfu_handle_feature(s, msg);
+	case VFU_CMD_MIG_DATA_READ:
+		return vfu_handle_mig_data_read(s, msg);
+	case VFU_CMD_MIG_DATA_WRITE:
+		return vfu_handle_mig_data_write(s, msg);
+	case VFU_CMD_DEVICE_GET_REGION_IO_FDS:
+		return log_fail(-ENOTSUP, "vfio-user server: GET_REGION_IO_FDS not supported");
+	case VFU_CMD_DMA_READ:
+	case VFU_CMD_DMA_WRITE:
+		return log_fail(-EINVAL, "vfio-user server: %s is a server command",
+				vfu_cmd_name(h->cmd));
+	default:
+		return log_fail(-ENOSYS, "vfio-user server: unknown command %u", h->cmd);
+	}
+}
+
+/* Handle msg and answer it; returns 0, or -EPROTO / -ECONNRESET after dropping the client. */
+static int serve(struct dt_vfu_server *s, struct vfu_msg *msg)
+{
+	int r = vfu_server_dispatch(s, msg);
+	bool close_after = r < 0 && (-r & VFU_CLOSE);
+	int sent;
+
+	vfu_msg_close_fds(msg);
+	if (r < 0) {
+		sent = vfu_reply_error(s->sock, &msg->hdr, -r & ~VFU_CLOSE);
+	} else if (msg->hdr.flags & VFU_F_NO_REPLY) {
+		sent = 0;
+	} else {
+		sent = vfu_reply(s->sock, &msg->hdr, s->out, s->out_len, s->out_fds, s->out_nfds);
+	}
+	s->out_nfds = 0;
+	if (close_after) {
+		vfu_server_drop_client(s, true);
+		return -EPROTO;
+	}
+	if (sent) {
+		vfu_server_drop_client(s, true);
+		return -ECONNRESET;
+	}
+	return 0;
+}
+
+/* Queue a command that arrived while dt_vfu_dma_rw waited for its reply. */
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg);
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg)
+{
+	struct vfu_pending *p;
+
+	if (s->npending >= VFU_SRV_MAX_PENDING)
+		return log_fail(-ENOBUFS, "vfio-user server: more than %u commands queued",
+				VFU_SRV_MAX_PENDING);
+	p = malloc(sizeof(*p) + msg->len);
+	if (!p)
+		return -ENOMEM;
+	p->next = NULL;
+	p->msg = *msg;
+	p->msg.payload = p->data;
+	memcpy(p->data, msg->payload, msg->len);
+	*s->pending_tail = p;
+	s->pending_tail = &p->next;
+	s->npending++;
+	return 0;
+}
+
+int dt_vfu_server_process(struct dt_vfu_server *s)
+{
+	struct vfu_msg msg;
+	int r;
+
+	if (!s)
+		return log_fail(-EINVAL, "dt_vfu_server_process: NULL");
+	if (s->sock < 0)
+		return log_fail(-ENOTCONN, "dt_vfu_server_process: no client");
+	if (s->pending) {
+		struct vfu_pending *p = s->pending;
+
+		s->pending = p->next;
+		if (!s->pending)
+			s->pending_tail = &s->pending;
+		s->npending--;
+		/* The payload is copied back to rbuf: handlers may keep using it while a DMA
+		 * request of theirs queues more. */
+		msg = p->msg;
+		msg.payload = s->rbuf + VFU_HDR_SIZE;
+		memcpy(msg.payload, p->data, msg.len);
+		free(p);
+		return serve(s, &msg);
+	}
+	r = vfu_msg_recv(s->sock, s->rbuf, s->rbuf_size, s->max_fds, &msg);
+	switch (r) {
+	case 0:
+		break;
+	case -EBADMSG: /* too many descriptors: closed, the stream is in step */
+		if (vfu_hdr_is_reply(&msg.hdr))
+			return 0;
+		if (vfu_reply_error(s->sock, &msg.hdr, EINVAL)) {
+			vfu_server_drop_client(s, true);
+			return -ECONNRESET;
+		}
+		return 0;
+	case -EMSGSIZE:
+		vfu_reply_error(s->sock, &msg.hdr, EMSGSIZE);
+		vfu_server_drop_client(s, true);
+		return -EPROTO;
+	case -ECONNRESET:
+		log_info("vfio-user server: client disconnected");
+		vfu_server_drop_client(s, true);
+		return -ECONNRESET;
+	default:
+		vfu_server_drop_client(s, true);
+		return r == -EPROTO ? -EPROTO : -ECONNRESET;
+	}
+	if (vfu_hdr_is_reply(&msg.hdr)) {
+		/* A reply to nothing we asked (dt_vfu_dma_rw takes its own): dropped. */
+		log_warn("vfio-user server: unexpected reply %s id %u dropped",
+			 vfu_cmd_name(msg.hdr.cmd), msg.hdr.msg_id);
+		vfu_msg_close_fds(&msg);
+		return 0;
+	}
+	return serve(s, &msg);
+}
+
+int dt_vfu_server_run(struct dt_vfu_server *s)
+{
+	int r;
+
+	do
+		r = dt_vfu_server_process(s);
+	while (r == 0);
+	return r == -ECONNRESET ? 0 : r;
+}
