@@ -12,4 +12,7 @@ int vm_cmd(int argc, char **argv);
 /* `dirtytrack migrate`: returns the process exit status (0, 1 failed, 2 bad usage). */
 int migrate_cmd(int argc, char **argv);
 
+/* `dirtytrack vfio-user-device`: a test device served over vfio-user. */
+int vfu_device_cmd(int argc, char **argv);
+
 #endif

@@ -19,6 +19,8 @@ static void usage(FILE *f)
 		"            walk through the dirty-tracking semantics of the 2020 VFIO thread\n"
 		"  vm        run the micro-VM, or migrate it out or in (run|migrate-out|migrate-in)\n"
 		"  migrate   live-migrate a test workload's memory to another process\n"
+		"  vfio-user-device\n"
+		"            serve one of the micro-VM's DMA test devices over vfio-user\n"
 		"  version   print the library version\n");
 }
 
@@ -34,6 +36,8 @@ int main(int argc, char **argv)
 		return demo_vm(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vm"))
 		return vm_cmd(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "vfio-user-device"))
+		return vfu_device_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "migrate"))
 		return migrate_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {

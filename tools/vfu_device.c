@@ -49,7 +49,7 @@ static int number(const char *opt, const char *s, uint64_t max, uint64_t *out)
 int vfu_device_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'}, {"type", required_argument, NULL, 't'},
+		{"socket", required_argument, NULL, 's'},   {"type", required_argument, NULL, 't'},
 		{"dev-rate", required_argument, NULL, 'r'}, {"seed", required_argument, NULL, 'S'},
 		{"once", no_argument, NULL, '1'},	    {"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
@@ -71,8 +71,9 @@ int vfu_device_cmd(int argc, char **argv)
 		case 't':
 			type = vdev_type_parse(optarg);
 			if (type < 0) {
-				fprintf(stderr, "dirtytrack vfio-user-device: --type: emulated, "
-						"logging, passthrough or vmm, not '%s'\n",
+				fprintf(stderr,
+					"dirtytrack vfio-user-device: --type: emulated, "
+					"logging, passthrough or vmm, not '%s'\n",
 					optarg);
 				return 2;
 			}

@@ -55,7 +55,8 @@ int remote_open(struct remote *r, const char *path, struct vm *vm)
 	if (!ret && (magic != VDEV_REGS_MAGIC || type >= VDEV_NTYPES))
 		ret = -ENODEV;
 	if (ret) {
-		fprintf(stderr, "vmm: %s is not a micro-VM test device: %s\n", path, strerror(-ret));
+		fprintf(stderr, "vmm: %s is not a micro-VM test device: %s\n", path,
+			strerror(-ret));
 		goto fail;
 	}
 	r->type = (enum vdev_type)type;
@@ -65,8 +66,8 @@ int remote_open(struct remote *r, const char *path, struct vm *vm)
 					    vm->bank_fd[i], 0, vm->banks[i].host,
 					    PROT_READ | PROT_WRITE);
 		if (ret) {
-			fprintf(stderr, "vmm: vfio-user device %s: mapping bank %u: %s\n", r->name, i,
-				strerror(-ret));
+			fprintf(stderr, "vmm: vfio-user device %s: mapping bank %u: %s\n", r->name,
+				i, strerror(-ret));
 			goto fail;
 		}
 	}

@@ -11,9 +11,9 @@
 #ifndef DT_VMM_VDEV_REGS_H
 #define DT_VMM_VDEV_REGS_H
 
-#define VDEV_REGS_SIZE	 4096u
-#define VDEV_REGS_MAGIC	 0x5645445644545244ull /* "DRTDVDEV" */
-#define VDEV_REGS_NBAD	 4u		       /* BAD_GPA entries */
+#define VDEV_REGS_SIZE	   4096u
+#define VDEV_REGS_MAGIC	   0x5645445644545244ull /* "DRTDVDEV" */
+#define VDEV_REGS_NBAD	   4u			 /* BAD_GPA entries */
 
 #define VDEV_REG_MAGIC	   0x00u /* ro: VDEV_REGS_MAGIC */
 #define VDEV_REG_TYPE	   0x08u /* ro: enum vdev_type */
@@ -26,8 +26,8 @@
 #define VDEV_REG_BAD_GPA   0x40u /* ro: the first VDEV_REGS_NBAD of them (0: none) */
 #define VDEV_REG_END	   (VDEV_REG_BAD_GPA + 8 * VDEV_REGS_NBAD)
 
-#define VDEV_CMD_CREATE 1u /* the device on the mapped memory, over the area; not started */
-#define VDEV_CMD_START	2u /* start writing */
-#define VDEV_CMD_VERIFY 3u /* compare guest memory with the device's record (paused) */
+#define VDEV_CMD_CREATE	   1u /* the device on the mapped memory, over the area; not started */
+#define VDEV_CMD_START	   2u /* start writing */
+#define VDEV_CMD_VERIFY	   3u /* compare guest memory with the device's record (paused) */
 
 #endif

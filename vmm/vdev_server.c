@@ -114,10 +114,10 @@ static int64_t reg_write(struct vdev_server *s, uint64_t off, uint64_t v)
 		*(off == VDEV_REG_AREA_GPA ? &s->area_gpa : &s->area_size) = v;
 		return 8;
 	case VDEV_REG_CMD:
-		s->status = v == VDEV_CMD_CREATE ? cmd_create(s)
-			    : v == VDEV_CMD_START ? cmd_start(s)
+		s->status = v == VDEV_CMD_CREATE   ? cmd_create(s)
+			    : v == VDEV_CMD_START  ? cmd_start(s)
 			    : v == VDEV_CMD_VERIFY ? cmd_verify(s)
-						    : -EINVAL;
+						   : -EINVAL;
 		return s->status ? s->status : 8;
 	default:
 		return -EINVAL; /* read-only or no register */
@@ -267,8 +267,9 @@ static const struct dt_vfu_server_ops server_ops = {
 struct vdev_server *vdev_server_new(const char *path, int fd, enum vdev_type type,
 				    const struct vdev_config *cfg)
 {
-	static const struct dt_vfu_region regs = {
-		.size = VDEV_REGS_SIZE, .flags = DT_VFU_REGION_READ | DT_VFU_REGION_WRITE, .fd = -1};
+	static const struct dt_vfu_region regs = {.size = VDEV_REGS_SIZE,
+						  .flags = DT_VFU_REGION_READ | DT_VFU_REGION_WRITE,
+						  .fd = -1};
 	struct dt_vfu_server_opts o = {.size = sizeof(o),
 				       .path = path,
 				       .fd = fd,

@@ -1,0 +1,250 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/vmm/test_machine_vfu.c - end to end across a process boundary: the micro-VM with one
+ * of its DMA test devices served over vfio-user by a child process (vdev_server.h), migrated
+ * to a second machine whose device is served by another child process.
+ *
+ *  - for the LOGGING, PASSTHROUGH and EMULATED devices: the migration verifies (digests equal,
+ *    every stamp of the guest and of the remote device's record in place on the destination,
+ *    the device's state loaded there through MIG_DATA_WRITE), and the remote device writes on
+ *    after the destination starts;
+ *  - the negative control: without device tracking (no DMA logging, no pre-harvest hook) the
+ *    digest refuses the stream and the remote device's record names stale pages: the checks
+ *    above can fail, and what makes them pass is the DMA log fetched across the socket.
+ *
+ * Exits 77 without /dev/kvm.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../core/test_util.h"
+#include "../kvm/kvm_check.h"
+#include "machine.h"
+#include "vdev_server.h"
+
+#define MEM (96ull << 20)
+
+struct server {
+	char path[64];
+	pid_t pid;
+};
+
+/* A device server in a child process, serving one client; returns once it listens. */
+static void server_start(struct server *s, const char *tag, enum vdev_type type)
+{
+	struct vdev_config cfg;
+	struct stat st;
+
+	snprintf(s->path, sizeof(s->path), "/tmp/dt-test-vfu-%d-%s.sock", (int)getpid(), tag);
+	unlink(s->path);
+	vdev_config_defaults(&cfg);
+	cfg.writes_per_sec = 3000;
+	cfg.pin_after_ms = 100;
+	cfg.seed = test_seed;
+	fflush(NULL);
+	s->pid = fork();
+	assert_true(s->pid >= 0);
+	if (s->pid == 0) {
+		struct vdev_server *srv = vdev_server_new(s->path, -1, type, &cfg);
+		int ret = srv ? vdev_server_serve_one(srv) : -1;
+
+		vdev_server_free(srv);
+		_exit(ret ? 1 : 0);
+	}
+	for (int i = 0; i < 500 && stat(s->path, &st); i++)
+		usleep(10000);
+	assert_int_equal(stat(s->path, &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0600);
+}
+
+/* The server exits once its client went away. */
+static void server_wait(struct server *s)
+{
+	int status = 0;
+
+	for (int i = 0; i < 500 && waitpid(s->pid, &status, WNOHANG) == 0; i++)
+		usleep(10000);
+	if (waitpid(s->pid, &status, WNOHANG) == 0) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, &status, 0);
+		fail_msg("device server %s still running after its client left", s->path);
+	}
+	EXPECT_TRUE(WIFEXITED(status));
+	unlink(s->path);
+}
+
+struct dest {
+	struct machine m;
+	struct dt_transport *t;
+	struct dt_migrate_dest_result res;
+	int ret;
+};
+
+static void *dest_main(void *arg)
+{
+	struct dest *d = arg;
+
+	d->ret = machine_migrate_in(&d->m, d->t, &d->res);
+	if (d->ret)
+		dt_transport_shutdown(d->t);
+	return NULL;
+}
+
+static void opts(struct machine_opts *o, const char *vfu_path, bool device_tracking)
+{
+	machine_opts_defaults(o);
+	o->vm.mem_size = MEM;
+	o->vm.iter_per_sec = 500;
+	o->dev.writes_per_sec = 3000;
+	o->dev.pin_after_ms = 100;
+	o->dev.seed = test_seed;
+	o->device_tracking = device_tracking;
+	o->vfu_path = vfu_path;
+}
+
+/* Source with its device in server a, destination with its device in server b. */
+static int migrate(enum vdev_type type, bool tracking, struct machine *src, struct dest *d,
+		   struct server *a, struct server *b, struct dt_migrate_result *res)
+{
+	struct dt_transport_pair_opts po = {.size = sizeof(po)};
+	struct dt_migrate_source_opts so = {.size = sizeof(so)};
+	struct machine_opts os, od;
+	struct dt_transport *t;
+	pthread_t thread;
+	int ret;
+
+	server_start(a, "src", type);
+	server_start(b, "dst", type);
+	opts(&os, a->path, tracking);
+	opts(&od, b->path, tracking);
+	assert_int_equal(machine_new(src, &os, true), 0);
+	assert_true(src->has_remote && src->remote.type == type && !src->dev[type]);
+	assert_int_equal(machine_start(src), 0);
+	assert_int_equal(machine_track_start(src), 0);
+	usleep(400000);
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(machine_new(&d->m, &od, false), 0);
+	assert_int_equal(dt_transport_pair(&po, &t, &d->t), 0);
+	assert_int_equal(pthread_create(&thread, NULL, dest_main, d), 0);
+	so.policy.max_downtime_ns = 2000000000ull; /* ASan and a shared machine: not timed */
+	ret = machine_migrate_out(src, t, &so, res);
+	if (ret)
+		dt_transport_shutdown(t);
+	assert_int_equal(pthread_join(thread, NULL), 0);
+	dt_transport_free(t);
+	dt_transport_free(d->t);
+	return ret;
+}
+
+static void check_type(enum vdev_type type)
+{
+	struct server a, b;
+	struct dt_migrate_result res;
+	struct machine_check chk;
+	struct machine src;
+	struct dest d;
+	uint64_t w0, w1;
+	struct vm_verify v;
+
+	ctx_set("remote device %s", vdev_type_name(type));
+	assert_int_equal(migrate(type, true, &src, &d, &a, &b, &res), 0);
+	assert_int_equal(d.ret, 0);
+	EXPECT_EQ(d.res.digest, res.digest);
+	EXPECT_EQ(d.res.ndevices_loaded, src.nmdev);
+	machine_check(&d.m, &chk);
+	EXPECT_EQ(chk.host.bad, 0);
+	EXPECT_EQ(chk.dev_bad[type], 0);
+	EXPECT_EQ(chk.dev_bad_total, 0);
+	/* the remote device wrote, and its count moved with its state */
+	w0 = machine_dev_writes(&src, type);
+	EXPECT_TRUE(w0 > 0);
+	EXPECT_EQ(machine_dev_writes(&d.m, type), w0);
+	for (unsigned bnk = 0; bnk < VM_NBANKS; bnk++)
+		EXPECT_EQ(memcmp(src.vm.banks[bnk].host, d.m.vm.banks[bnk].host,
+				 src.vm.banks[bnk].size),
+			  0);
+	machine_free(&src);
+	server_wait(&a);
+	/* the destination's device runs on from the loaded state */
+	assert_int_equal(machine_start(&d.m), 0);
+	assert_int_equal(vm_guest_verify(&d.m.vm, 60000, &v), 0);
+	EXPECT_EQ(v.bad, 0);
+	usleep(300000);
+	assert_int_equal(machine_pause(&d.m), 0);
+	w1 = machine_dev_writes(&d.m, type);
+	EXPECT_TRUE(w1 > w0);
+	machine_check(&d.m, &chk);
+	EXPECT_EQ(chk.dev_bad_total, 0);
+	print_message("remote %s: %llu writes at switchover, %llu after running on; %u rounds\n",
+		      vdev_type_name(type), (unsigned long long)w0, (unsigned long long)w1,
+		      res.rounds);
+	machine_free(&d.m);
+	server_wait(&b);
+}
+
+static void test_logging(void **state)
+{
+	check_type(VDEV_LOGGING);
+}
+
+static void test_passthrough(void **state)
+{
+	check_type(VDEV_PASSTHROUGH);
+}
+
+static void test_emulated(void **state)
+{
+	check_type(VDEV_EMULATED);
+}
+
+/* Without the DMA log across the socket, the remote device's pages are stale. */
+static void test_no_device_tracking(void **state)
+{
+	struct server a, b;
+	struct dt_migrate_result res;
+	struct machine_check chk;
+	struct machine src;
+	struct dest d;
+
+	EXPECT_EQ(migrate(VDEV_LOGGING, false, &src, &d, &a, &b, &res), -EPROTO);
+	EXPECT_EQ(d.ret, -EPROTO);
+	machine_check(&d.m, &chk);
+	EXPECT_EQ(chk.host.bad, 0);
+	EXPECT_TRUE(chk.dev_bad[VDEV_LOGGING] > 0);
+	print_message("without device tracking: %llu stale pages of the remote device, first "
+		      "at 0x%llx\n",
+		      (unsigned long long)chk.dev_bad[VDEV_LOGGING],
+		      (unsigned long long)chk.dev_bad_gpa[VDEV_LOGGING][0]);
+	machine_free(&src);
+	machine_free(&d.m);
+	server_wait(&a);
+	server_wait(&b);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_logging),
+		cmocka_unit_test(test_passthrough),
+		cmocka_unit_test(test_emulated),
+		cmocka_unit_test(test_no_device_tracking),
+	};
+
+	close(kvm_open_or_skip());
+	test_seed_init(argc, argv);
+	dt_set_log(dt_log_stderr, NULL, DT_LOG_WARN); /* a refusal says why */
+	return cmocka_run_group_tests_name("machine_vfu", tests, NULL, NULL);
+}
