@@ -10,6 +10,10 @@
 # 3. vm migrate-in / migrate-out by hand over TCP with --json: both sides agree on the digest
 #    and the destination says ok.
 # 4. demo without KVM (DIRTYTRACK_DEMO_NO_KVM=1): says so and migrates a process workload.
+# 5. demo --vfio-user: the logging device in its own process on each side; the three checks
+#    PASS; with --no-device-tracking check 1 fails naming the remote device's stale pages;
+#    no device server is left running.
+# 6. dirtytrack vfio-user-device by hand: vm migrate-out/in --device vfio-user:PATH.
 #
 # Exits 77 without /dev/kvm. Small VMs (128 MiB) keep it to a few seconds.
 set -u
@@ -77,6 +81,63 @@ else
 		fail=1
 	fi
 	expect_grep "vm by hand: destination ok" '"ok":true' "$T/in.out"
+fi
+
+# 5. Across a process boundary (vfio-user), only when built with it.
+if "$DT" vfio-user-device --help >/dev/null 2>&1; then
+	"$DT" demo --vfio-user --mem-mib 128 >"$T/vfu.out" 2>&1
+	rc=$?
+	[ $rc -eq 0 ] || { echo "FAIL: demo --vfio-user exited $rc"; cat "$T/vfu.out"; fail=1; }
+	expect_grep "vfio-user: servers" "^device servers: logging device in pid" "$T/vfu.out"
+	expect_grep "vfio-user: remote device" "devices: emulated logging (vfio-user)" "$T/vfu.out"
+	expect_grep "vfio-user: check 1" "^check 1, memory at switchover: PASS" "$T/vfu.out"
+	expect_grep "vfio-user: check 3" "^check 3, devices resumed: PASS (4 of 4" "$T/vfu.out"
+	"$DT" demo --vfio-user --mem-mib 128 --no-device-tracking --devices none \
+		>"$T/vfuneg.out" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] || { echo "FAIL: demo --vfio-user --no-device-tracking exited $rc"; fail=1; }
+	expect_grep "vfio-user negative: stale pages of the remote device" \
+		"^  device logging: [1-9][0-9]* stale pages, first at gpa 0x" "$T/vfuneg.out"
+	sleep 0.5
+	if pgrep -f "dirtytrack-demo-.*sock" >/dev/null; then
+		echo "FAIL: a device server of the demo is left running"
+		fail=1
+	fi
+	# 6. By hand: a server per side, the VM with --device.
+	"$DT" vfio-user-device --socket "$T/s.sock" --once 2>"$T/s.err" &
+	s_pid=$!
+	"$DT" vfio-user-device --socket "$T/d.sock" --once 2>"$T/d.err" &
+	d_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$T/s.sock" ] && [ -S "$T/d.sock" ] && break
+		sleep 0.1
+	done
+	"$DT" vm migrate-in --listen tcp:127.0.0.1:0 --mem-mib 128 --devices none \
+		--device "vfio-user:$T/d.sock" --json >"$T/vin.out" 2>"$T/vin.err" &
+	in_pid=$!
+	port=""
+	for _ in $(seq 100); do
+		port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$T/vin.err")
+		[ -n "$port" ] && break
+		sleep 0.1
+	done
+	"$DT" vm migrate-out --to "tcp:127.0.0.1:${port:-1}" --mem-mib 128 --devices none \
+		--device "vfio-user:$T/s.sock" --json >"$T/vout.out" 2>&1
+	rc=$?
+	wait $in_pid
+	rc_in=$?
+	[ $rc -eq 0 ] && [ $rc_in -eq 0 ] || { echo "FAIL: vm --device sides exited $rc, $rc_in"; fail=1; }
+	expect_grep "vm --device vfio-user: destination ok" '"devices_loaded":1,"devices_running":1,"ok":true' \
+		"$T/vin.out"
+	wait $s_pid
+	rc=$?
+	wait $d_pid
+	rc_in=$?
+	[ $rc -eq 0 ] && [ $rc_in -eq 0 ] || { echo "FAIL: device servers exited $rc, $rc_in"; fail=1; }
+	"$DT" vm run --mem-mib 128 --device "vfio-user:$T/none.sock" >"$T/nosock.out" 2>&1
+	rc=$?
+	[ $rc -ne 0 ] || { echo "FAIL: vm run with no server at the path exited 0"; fail=1; }
+	expect_grep "vm --device: no server named" "vfio-user device at $T/none.sock" "$T/nosock.out"
 fi
 
 DIRTYTRACK_DEMO_NO_KVM=1 "$DT" demo >"$T/nokvm.out" 2>&1
