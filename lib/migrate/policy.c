@@ -293,7 +293,13 @@ static double settle_count(const struct policy_eff *p, const struct dt_round_sta
 		k.tau = exp((lo + hi) / 2);
 		k.amp = c2 / -expm1(-t2 / k.tau);
 	}
-	k.ns_per_page = (double)s->page_size * NS_PER_S / bandwidth;
+	/* A round's window: its send, at the time per page the newest sent round took (what
+	 * the link and the send queue really gave it, not the goodput the downtime prediction
+	 * is careful with), plus the rest of that round (harvest, decision). */
+	if (r[m - 2].sent_pages && r[m - 2].send_ns)
+		k.ns_per_page = (double)r[m - 2].send_ns / (double)r[m - 2].sent_pages;
+	else
+		k.ns_per_page = (double)s->page_size * NS_PER_S / bandwidth;
 	k.overhead_ns = fmax(0, (double)r[m - 2].round_ns - (double)r[m - 2].send_ns);
 	/* next(c) - c is concave and next(0) >= 0: bisect its last zero in [0, count]. */
 	if (curve_next(&k, (double)s->dirty_pages) >= (double)s->dirty_pages)
@@ -311,7 +317,9 @@ static double settle_count(const struct policy_eff *p, const struct dt_round_sta
 	return lo;
 }
 
-/* The counts fall, but towards a level whose downtime would not fit. */
+/* The counts fall, but towards a level whose downtime would not fit. Only the dirtying is
+ * judged here: work beside the final send (overlap_ns) is left out, and a switchover floor
+ * too high for the limit is the decision's own reason (switchover_floor). */
 static bool settles_too_high(const struct policy_eff *p, const struct dt_round_stats *s,
 			     const struct assessment *a)
 {
@@ -321,7 +329,20 @@ static bool settles_too_high(const struct policy_eff *p, const struct dt_round_s
 		return false;
 	settled.dirty_pages = (uint64_t)a->settle;
 	settled.backlog_bytes = 0; /* drains meanwhile */
+	settled.overlap_ns = 0;
 	return predict_downtime(p, &settled, a->bandwidth) > p->switch_ns;
+}
+
+/* The downtime even with nothing dirty: the fixed cost, the deferred pinned pages, the
+ * device state and the work beside the final send. No round can bring it lower. */
+static uint64_t switchover_floor(const struct policy_eff *p, const struct dt_round_stats *s,
+				 double bandwidth)
+{
+	struct dt_round_stats none = *s;
+
+	none.dirty_pages = 0;
+	none.backlog_bytes = 0;
+	return predict_downtime(p, &none, bandwidth);
 }
 
 /* The estimates after the harvest of round m - 1, from rounds[0..m-1] only. */
@@ -361,17 +382,22 @@ static void assess(const struct policy_eff *p, const struct dt_round_stats *r, u
 						  * the counts fall towards a level that never fits */
 }
 
-/* Consecutive prefixes, ending with m = n, whose verdict is STALLED or DIVERGING. */
+/*
+ * Consecutive prefixes, ending with m = n, that make no progress: verdict STALLED or
+ * DIVERGING, or a switchover floor (nothing dirty at all) that exceeds the limit by itself,
+ * which no number of rounds can lower (a large pinned set, a digest of a large memory).
+ */
 static uint32_t not_converging_streak(const struct policy_eff *p, const struct dt_round_stats *r,
-				      unsigned n, enum dt_verdict newest)
+				      unsigned n, const struct assessment *newest)
 {
 	uint32_t streak = 0;
-	struct assessment a = {.verdict = newest};
+	struct assessment a = *newest;
 
 	for (unsigned m = n; m >= 2 && streak < p->stall_rounds; m--) {
 		if (m != n)
 			assess(p, r, m, &a);
-		if (a.verdict != DT_VERDICT_STALLED && a.verdict != DT_VERDICT_DIVERGING)
+		if (a.verdict != DT_VERDICT_STALLED && a.verdict != DT_VERDICT_DIVERGING &&
+		    switchover_floor(p, &r[m - 1], a.bandwidth) <= p->switch_ns)
 			break;
 		streak++;
 	}
@@ -478,6 +504,7 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	struct policy_eff p;
 	struct assessment a;
 	char why[96] = "";
+	uint64_t floor_ns;
 	int ret;
 
 	if (out) {
@@ -507,7 +534,7 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	out->link_ratio = a.link_ratio;
 	out->settle_pages = a.settle;
 	out->predicted_downtime_ns = predict_downtime(&p, s, a.bandwidth);
-	out->not_converging = not_converging_streak(&p, rounds, n, a.verdict);
+	out->not_converging = not_converging_streak(&p, rounds, n, &a);
 	out->decision = DT_DECISION_CONTINUE;
 	if (n == 1) {
 		/* Round 0 is the full pass; nothing is measured before it. */
@@ -516,8 +543,17 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	} else if (out->not_converging >= p.stall_rounds) {
 		/* The cause first; the caps below are backstops for slow convergence. */
 		out->decision = DT_DECISION_ASK;
-		snprintf(why, sizeof(why), "%s, not converging for %u rounds (dirty/link %s %%)",
-			 dt_verdict_name(a.verdict), out->not_converging, PCT(a.link_ratio));
+		floor_ns = switchover_floor(&p, s, a.bandwidth);
+		if (floor_ns > p.switch_ns)
+			snprintf(why, sizeof(why),
+				 "the floor %s ms (fixed, pinned, device, overlap) > %s ms for %u "
+				 "rounds",
+				 MS(floor_ns), MS(p.switch_ns), out->not_converging);
+		else
+			snprintf(why, sizeof(why),
+				 "%s, not converging for %u rounds (dirty/link %s %%)",
+				 dt_verdict_name(a.verdict), out->not_converging,
+				 PCT(a.link_ratio));
 	} else if (n - 1 >= p.max_rounds) {
 		out->decision = DT_DECISION_ASK;
 		snprintf(why, sizeof(why), "%u pre-copy rounds sent (max %u)", n - 1, p.max_rounds);

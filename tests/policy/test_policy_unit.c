@@ -511,6 +511,39 @@ static void test_settle_unknown(void **state)
 	PT_CHECK(out.settle_pages == -1, , "EINVAL: settle %.1f", out.settle_pages);
 }
 
+/*
+ * A switchover floor over the limit (here the work beside the final send, as the digest of a
+ * large memory): the counts converge and the verdict says so, but no round makes progress
+ * towards the limit, so after stall_rounds rounds the policy asks, naming the floor.
+ */
+static void test_floor(void **state)
+{
+	static const uint64_t dirty[] = {0, 80000, 40000, 20000, 10000, 5000};
+	struct dt_round_stats r[6];
+	struct dt_policy_out out;
+
+	make_trace(r, 6, dirty, 1e9);
+	for (unsigned k = 0; k < 6; k++)
+		r[k].overlap_ns = 400 * MS; /* > 270 ms, the limit less the margin */
+	for (unsigned n = 2; n <= 6; n++) {
+		out = decide(r, n);
+		PT_CHECK(out.not_converging == (n - 1 < 3 ? n - 1 : 3), , "n %u: streak %u (%s)", n,
+			 out.not_converging, out.reason);
+		if (n >= 3)
+			PT_CHECK(out.verdict == DT_VERDICT_CONVERGING, , "n %u: %s", n,
+				 dt_verdict_name(out.verdict));
+		PT_CHECK((out.decision == DT_DECISION_ASK) == (n >= 4), , "n %u: %s (%s)", n,
+			 dt_decision_name(out.decision), out.reason);
+	}
+	PT_CHECK(strstr(out.reason, "the floor 401.0 ms"), , "reason: %s", out.reason);
+	/* Without it the same counts switch over once 5000 pages fit. */
+	for (unsigned k = 0; k < 6; k++)
+		r[k].overlap_ns = 0;
+	out = decide(r, 6);
+	PT_CHECK(out.decision == DT_DECISION_SWITCHOVER, , "%s (%s)",
+		 dt_decision_name(out.decision), out.reason);
+}
+
 /* ---- decisions ------------------------------------------------------------------------ */
 
 static void test_ask_order(void **state)
@@ -649,6 +682,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_verdict_ratio_one_count),
 		cmocka_unit_test(test_settle_projection),
 		cmocka_unit_test(test_settle_unknown),
+		cmocka_unit_test(test_floor),
 		cmocka_unit_test(test_ask_order),
 		cmocka_unit_test(test_limit_inclusive),
 		cmocka_unit_test(test_purity_random),

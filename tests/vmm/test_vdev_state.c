@@ -78,7 +78,10 @@ static void migrate_one(enum vdev_type t, uint32_t pin_after, bool pinned)
 	EXPECT_EQ(last, w1); /* the latest stamp is the source's sequence number */
 	/* resume starts a loaded device as start does */
 	EXPECT_EQ(t % 2 ? vdev_resume(d2) : vdev_start(d2), 0);
-	sleep_ms(20);
+	/* until it wrote (a loaded machine may not schedule it within a fixed sleep) */
+	for (uint64_t t0 = mono_ns(); vdev_writes(d2) == w1 && mono_ns() - t0 < 5000000000ull;)
+		sleep_ms(2);
+	sleep_ms(5);
 	EXPECT_EQ(vdev_pause(d2), 0);
 	expect_verified(d2);
 	snap(&g2, area_gpa[t], dst);
