@@ -221,6 +221,11 @@ int demo_vm(int argc, char **argv)
 	close(fd);
 	dt_set_log(dt_log_stderr, NULL, c.verbose ? DT_LOG_INFO : DT_LOG_WARN);
 	if (vfu) {
+#ifndef DT_HAVE_VFIO_USER
+		fprintf(stderr, "demo: --vfio-user: this build has no vfio-user (meson option "
+				"vfio_user, needs json-c)\n");
+		return 2;
+#endif
 		if (c.mo.vfu_path) {
 			fprintf(stderr, "demo: --vfio-user starts its own device servers; no "
 					"--device with it\n");

@@ -36,8 +36,10 @@ int main(int argc, char **argv)
 		return demo_vm(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "vm"))
 		return vm_cmd(argc - 1, argv + 1);
+#ifdef DT_HAVE_VFIO_USER
 	if (!strcmp(argv[1], "vfio-user-device"))
 		return vfu_device_cmd(argc - 1, argv + 1);
+#endif
 	if (!strcmp(argv[1], "migrate"))
 		return migrate_cmd(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "version")) {
