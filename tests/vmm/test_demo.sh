@@ -24,6 +24,15 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/dt-demo.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 fail=0
 
+listen_port() { # FILE: the port of its "listening tcp 127.0.0.1:PORT" line (10 s at most)
+	for _ in $(seq 100); do
+		p=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$1")
+		[ -n "$p" ] && break
+		sleep 0.1
+	done
+	echo "$p"
+}
+
 expect_grep() { # what pattern file
 	if grep -q -- "$2" "$3"; then
 		echo "ok: $1"
@@ -55,12 +64,7 @@ expect_grep "negative: guest intact" "^check 2, guest self-check on the destinat
 
 "$DT" vm migrate-in --listen tcp:127.0.0.1:0 --mem-mib 128 --json >"$T/in.out" 2>"$T/in.err" &
 in_pid=$!
-port=""
-for _ in $(seq 100); do
-	port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$T/in.err")
-	[ -n "$port" ] && break
-	sleep 0.1
-done
+port=$(listen_port "$T/in.err")
 if [ -z "$port" ]; then
 	echo "FAIL: vm migrate-in did not say where it listens"
 	cat "$T/in.err"
@@ -115,12 +119,7 @@ if "$DT" vfio-user-device --help >/dev/null 2>&1; then
 	"$DT" vm migrate-in --listen tcp:127.0.0.1:0 --mem-mib 128 --devices none \
 		--device "vfio-user:$T/d.sock" --json >"$T/vin.out" 2>"$T/vin.err" &
 	in_pid=$!
-	port=""
-	for _ in $(seq 100); do
-		port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$T/vin.err")
-		[ -n "$port" ] && break
-		sleep 0.1
-	done
+	port=$(listen_port "$T/vin.err")
 	"$DT" vm migrate-out --to "tcp:127.0.0.1:${port:-1}" --mem-mib 128 --devices none \
 		--device "vfio-user:$T/s.sock" --json >"$T/vout.out" 2>&1
 	rc=$?

@@ -32,16 +32,9 @@
 #include "../core/test_util.h"
 #include "../kvm/kvm_check.h"
 #include "machine.h"
+#include "machine_test.h"
 
 #define MEM (96ull << 20)
-
-struct dest {
-	struct machine m;
-	struct dt_transport *t;
-	struct dt_migrate_dest_result res;
-	int ret;
-	pthread_t thread;
-};
 
 static void opts(struct machine_opts *o, bool device_tracking)
 {
@@ -52,17 +45,6 @@ static void opts(struct machine_opts *o, bool device_tracking)
 	o->dev.pin_after_ms = 100;
 	o->dev.seed = test_seed;
 	o->device_tracking = device_tracking;
-}
-
-static void *dest_main(void *arg)
-{
-	struct dest *d = arg;
-
-	d->ret = machine_migrate_in(&d->m, d->t, &d->res);
-	/* as a socket closes: a source blocked on a full buffer must hear of a refusal */
-	if (d->ret)
-		dt_transport_shutdown(d->t);
-	return NULL;
 }
 
 static void source_up(struct machine *src, const struct machine_opts *o)
@@ -77,25 +59,9 @@ static void source_up(struct machine *src, const struct machine_opts *o)
 static int migrate(struct machine *src, struct dest *d, const struct machine_opts *o,
 		   uint64_t fail_after, bool defer, struct dt_migrate_result *res)
 {
-	struct dt_transport_pair_opts po = {.size = sizeof(po), .fail_after_bytes = fail_after};
-	struct dt_migrate_source_opts so = {.size = sizeof(so)};
-	struct dt_transport *a;
-	int ret;
-
 	memset(d, 0, sizeof(*d));
-	memset(res, 0, sizeof(*res));
 	assert_int_equal(machine_new(&d->m, o, false), 0);
-	assert_int_equal(dt_transport_pair(&po, &a, &d->t), 0);
-	assert_int_equal(pthread_create(&d->thread, NULL, dest_main, d), 0);
-	so.policy.max_downtime_ns = 2000000000ull; /* ASan and a shared machine: not timed */
-	so.policy.no_defer_pinned = !defer;
-	ret = machine_migrate_out(src, a, &so, res);
-	if (ret)
-		dt_transport_shutdown(a);
-	assert_int_equal(pthread_join(d->thread, NULL), 0);
-	dt_transport_free(a);
-	dt_transport_free(d->t);
-	return ret;
+	return machine_test_migrate(src, d, fail_after, defer, res);
 }
 
 /* Run the destination a while: the guest checks itself, generation and devices advance. */
@@ -257,8 +223,5 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_abort_retry),
 	};
 
-	close(kvm_open_or_skip());
-	test_seed_init(argc, argv);
-	dt_set_log(dt_log_stderr, NULL, DT_LOG_WARN); /* a refusal says why */
-	return cmocka_run_group_tests_name("machine", tests, NULL, NULL);
+	return machine_test_main(argc, argv, "machine", tests, sizeof(tests) / sizeof(tests[0]));
 }

@@ -33,6 +33,7 @@
 #include "../core/test_util.h"
 #include "../kvm/kvm_check.h"
 #include "machine.h"
+#include "machine_test.h"
 #include "vdev_server.h"
 
 #define MEM (96ull << 20)
@@ -86,23 +87,6 @@ static void server_wait(struct server *s)
 	unlink(s->path);
 }
 
-struct dest {
-	struct machine m;
-	struct dt_transport *t;
-	struct dt_migrate_dest_result res;
-	int ret;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest *d = arg;
-
-	d->ret = machine_migrate_in(&d->m, d->t, &d->res);
-	if (d->ret)
-		dt_transport_shutdown(d->t);
-	return NULL;
-}
-
 static void opts(struct machine_opts *o, const char *vfu_path, bool device_tracking)
 {
 	machine_opts_defaults(o);
@@ -119,12 +103,7 @@ static void opts(struct machine_opts *o, const char *vfu_path, bool device_track
 static int migrate(enum vdev_type type, bool tracking, struct machine *src, struct dest *d,
 		   struct server *a, struct server *b, struct dt_migrate_result *res)
 {
-	struct dt_transport_pair_opts po = {.size = sizeof(po)};
-	struct dt_migrate_source_opts so = {.size = sizeof(so)};
 	struct machine_opts os, od;
-	struct dt_transport *t;
-	pthread_t thread;
-	int ret;
 
 	server_start(a, "src", type);
 	server_start(b, "dst", type);
@@ -137,16 +116,7 @@ static int migrate(enum vdev_type type, bool tracking, struct machine *src, stru
 	usleep(400000);
 	memset(d, 0, sizeof(*d));
 	assert_int_equal(machine_new(&d->m, &od, false), 0);
-	assert_int_equal(dt_transport_pair(&po, &t, &d->t), 0);
-	assert_int_equal(pthread_create(&thread, NULL, dest_main, d), 0);
-	so.policy.max_downtime_ns = 2000000000ull; /* ASan and a shared machine: not timed */
-	ret = machine_migrate_out(src, t, &so, res);
-	if (ret)
-		dt_transport_shutdown(t);
-	assert_int_equal(pthread_join(thread, NULL), 0);
-	dt_transport_free(t);
-	dt_transport_free(d->t);
-	return ret;
+	return machine_test_migrate(src, d, 0, true, res);
 }
 
 static void check_type(enum vdev_type type)
@@ -243,8 +213,6 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_no_device_tracking),
 	};
 
-	close(kvm_open_or_skip());
-	test_seed_init(argc, argv);
-	dt_set_log(dt_log_stderr, NULL, DT_LOG_WARN); /* a refusal says why */
-	return cmocka_run_group_tests_name("machine_vfu", tests, NULL, NULL);
+	return machine_test_main(argc, argv, "machine_vfu", tests,
+				 sizeof(tests) / sizeof(tests[0]));
 }
