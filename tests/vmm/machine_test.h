@@ -9,6 +9,21 @@
 
 #include <pthread.h>
 
+/* Small VMs: guest writes cost ~2 us here (kvm_pvm). */
+#define MACHINE_TEST_MEM (96ull << 20)
+
+/* The machines of these tests: small, busy devices, the seed's random pages. */
+static inline void machine_test_opts(struct machine_opts *o, bool device_tracking)
+{
+	machine_opts_defaults(o);
+	o->vm.mem_size = MACHINE_TEST_MEM;
+	o->vm.iter_per_sec = 500;
+	o->dev.writes_per_sec = 3000;
+	o->dev.pin_after_ms = 100;
+	o->dev.seed = test_seed;
+	o->device_tracking = device_tracking;
+}
+
 struct dest {
 	struct machine m;
 	struct dt_transport *t;

@@ -34,19 +34,6 @@
 #include "machine.h"
 #include "machine_test.h"
 
-#define MEM (96ull << 20)
-
-static void opts(struct machine_opts *o, bool device_tracking)
-{
-	machine_opts_defaults(o);
-	o->vm.mem_size = MEM;
-	o->vm.iter_per_sec = 500;
-	o->dev.writes_per_sec = 3000;
-	o->dev.pin_after_ms = 100;
-	o->dev.seed = test_seed;
-	o->device_tracking = device_tracking;
-}
-
 static void source_up(struct machine *src, const struct machine_opts *o)
 {
 	assert_int_equal(machine_new(src, o, true), 0);
@@ -119,7 +106,7 @@ static void check_carried(struct machine *src, struct dest *d, const struct dt_m
 static void migrate_carried(struct machine *src, struct dest *d, struct machine_opts *o, bool defer,
 			    struct dt_migrate_result *res)
 {
-	opts(o, true);
+	machine_test_opts(o, true);
 	source_up(src, o);
 	assert_int_equal(migrate(src, d, o, 0, defer, res), 0);
 	check_carried(src, d, res);
@@ -166,7 +153,7 @@ static void test_no_device_tracking(void **state)
 	uint32_t gen;
 	struct dest d;
 
-	opts(&o, false);
+	machine_test_opts(&o, false);
 	source_up(&src, &o);
 	EXPECT_EQ(migrate(&src, &d, &o, 0, true, &res), -EPROTO);
 	EXPECT_EQ(d.ret, -EPROTO); /* the digest differs */
@@ -195,7 +182,7 @@ static void test_abort_retry(void **state)
 	uint32_t gen;
 	struct dest d;
 
-	opts(&o, true);
+	machine_test_opts(&o, true);
 	source_up(&src, &o);
 	for (unsigned i = 0; i < 3; i++) {
 		cut = 4096 + rng_below(8ull << 20);

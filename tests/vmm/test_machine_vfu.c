@@ -36,8 +36,6 @@
 #include "machine_test.h"
 #include "vdev_server.h"
 
-#define MEM (96ull << 20)
-
 struct server {
 	char path[64];
 	pid_t pid;
@@ -87,18 +85,6 @@ static void server_wait(struct server *s)
 	unlink(s->path);
 }
 
-static void opts(struct machine_opts *o, const char *vfu_path, bool device_tracking)
-{
-	machine_opts_defaults(o);
-	o->vm.mem_size = MEM;
-	o->vm.iter_per_sec = 500;
-	o->dev.writes_per_sec = 3000;
-	o->dev.pin_after_ms = 100;
-	o->dev.seed = test_seed;
-	o->device_tracking = device_tracking;
-	o->vfu_path = vfu_path;
-}
-
 /* Source with its device in server a, destination with its device in server b. */
 static int migrate(enum vdev_type type, bool tracking, struct machine *src, struct dest *d,
 		   struct server *a, struct server *b, struct dt_migrate_result *res)
@@ -107,8 +93,10 @@ static int migrate(enum vdev_type type, bool tracking, struct machine *src, stru
 
 	server_start(a, "src", type);
 	server_start(b, "dst", type);
-	opts(&os, a->path, tracking);
-	opts(&od, b->path, tracking);
+	machine_test_opts(&os, tracking);
+	machine_test_opts(&od, tracking);
+	os.vfu_path = a->path;
+	od.vfu_path = b->path;
 	assert_int_equal(machine_new(src, &os, true), 0);
 	assert_true(src->has_remote && src->remote.type == type && !src->dev[type]);
 	assert_int_equal(machine_start(src), 0);
