@@ -140,6 +140,7 @@ static void stale_pages(enum vdev_type t)
 	struct guest g1, g2;
 	struct vdev *d1, *d2;
 	uint8_t *buf;
+	uint64_t w;
 	size_t len;
 
 	guest_new(&g1, false);
@@ -150,8 +151,13 @@ static void stale_pages(enum vdev_type t)
 	EXPECT_EQ(vdev_pause(d1), 0);
 	guest_copy(&g2, &g1); /* the copy ... */
 	snap(&g1, area_gpa[t], at_copy);
+	w = vdev_writes(d1);
 	EXPECT_EQ(vdev_resume(d1), 0);
-	sleep_ms(15); /* ... misses these writes */
+	/* ... misses these writes (at least one: a loaded machine may not run the device
+	 * within a fixed sleep) */
+	for (uint64_t t0 = mono_ns(); vdev_writes(d1) == w && mono_ns() - t0 < 5000000000ull;)
+		sleep_ms(2);
+	sleep_ms(10);
 	EXPECT_EQ(vdev_pause(d1), 0);
 	snap(&g1, area_gpa[t], final);
 	buf = save_blob(d1, &len);
