@@ -229,13 +229,15 @@ def main():
     src.cmd('migrate-set-parameters', **params)
     g_start, t_start = src.read_u32(MAILBOX + GEN_OFF), time.monotonic()
     src.cmd('migrate', uri=a.uri)
-    info, rounds_seen = {}, 0
+    info, rounds_seen, expected, dirty_rate = {}, 0, None, None
     while True:
         info = src.cmd('query-migrate')
         st = info.get('status')
         if st in ('completed', 'failed', 'cancelled'):
             break
         rounds_seen = max(rounds_seen, info.get('ram', {}).get('dirty-sync-count', 0))
+        expected = info.get('expected-downtime', expected)
+        dirty_rate = info.get('ram', {}).get('dirty-pages-rate') or dirty_rate
         if time.monotonic() - t_start > a.timeout:
             src.cmd('migrate_cancel')
             for _ in range(200):
@@ -252,7 +254,7 @@ def main():
         'downtime_ms': info.get('downtime'),
         'total_ms': info.get('total-time'),
         'setup_ms': info.get('setup-time'),
-        'expected_downtime_ms': info.get('expected-downtime'),
+        'expected_downtime_ms': expected,  # the last one seen while active
         'rounds': ram.get('dirty-sync-count', rounds_seen),
         'bytes': ram.get('transferred'),
         'ram_total': ram.get('total'),
@@ -261,7 +263,7 @@ def main():
         'precopy_bytes': ram.get('precopy-bytes'),
         'downtime_bytes': ram.get('downtime-bytes'),
         'mbps': ram.get('mbps'),
-        'dirty_pages_rate': ram.get('dirty-pages-rate'),
+        'dirty_pages_rate': dirty_rate,  # the last nonzero one seen while active
     })
     if not out['converged']:
         out['verified'] = False

@@ -101,7 +101,9 @@ workload() {
 	heavy) HOT=0 SWEEP=256 ;;
 	*:*)
 		HOT=${1%%:*} SWEEP=${1#*:}
-		is_num "$HOT" && is_num "$SWEEP" || die "workload '$1': expected HOT:SWEEP pages"
+		if ! is_num "$HOT" || ! is_num "$SWEEP"; then
+			die "workload '$1': expected HOT:SWEEP pages"
+		fi
 		;;
 	*) die "unknown workload '$1' (idle, moderate, heavy or HOT:SWEEP)" ;;
 	esac
@@ -114,9 +116,12 @@ for d in "$ROOT/build-release" "$ROOT/build"; do
 	[ -n "$RELAY" ] || [ ! -x "$d/bench/migration/delay_relay" ] ||
 		RELAY="$d/bench/migration/delay_relay"
 done
-[ -n "$DT" ] && [ -x "$DT" ] || die "no dirtytrack executable (build it, or give --dt PATH)"
-[ -n "$IMAGE" ] && [ -f "$IMAGE" ] ||
+if [ -z "$DT" ] || [ ! -x "$DT" ]; then
+	die "no dirtytrack executable (build it, or give --dt PATH)"
+fi
+if [ -z "$IMAGE" ] || [ ! -f "$IMAGE" ]; then
 	die "no guest-mb.bin (ninja -C build-release builds vmm/guest/guest-mb.bin, or --image)"
+fi
 [ "$RTT_MS" = 0 ] || [ -x "$RELAY" ] || die "no delay_relay (build it, or give --relay)"
 
 # QEMU: install it if missing (Debian's package), then find out whether KVM works for it.
