@@ -229,12 +229,23 @@ def main():
     src.cmd('migrate-set-parameters', **params)
     g_start, t_start = src.read_u32(MAILBOX + GEN_OFF), time.monotonic()
     src.cmd('migrate', uri=a.uri)
-    info, rounds_seen, expected, dirty_rate = {}, 0, None, None
+    info, last_active, rounds_seen, expected, dirty_rate = {}, {}, 0, None, None
     while True:
         info = src.cmd('query-migrate')
         st = info.get('status')
-        if st in ('completed', 'failed', 'cancelled'):
+        if st == 'completed':
+            # QEMU 7.2 sets "completed" before it computes downtime and total time (in
+            # migration_iteration_finish): until then a query shows them as 0
+            for _ in range(40):
+                if info.get('total-time') and 'downtime' in info:
+                    break
+                time.sleep(0.05)
+                info = src.cmd('query-migrate')
             break
+        if st in ('failed', 'cancelled'):
+            break
+        if 'ram' in info:
+            last_active = info
         rounds_seen = max(rounds_seen, info.get('ram', {}).get('dirty-sync-count', 0))
         expected = info.get('expected-downtime', expected)
         dirty_rate = info.get('ram', {}).get('dirty-pages-rate') or dirty_rate
@@ -247,12 +258,13 @@ def main():
                 time.sleep(0.05)
             break
         time.sleep(0.05)
-    ram = info.get('ram', {})
+    # a cancelled migration reports no totals: those of the last poll while it was active
+    ram = info.get('ram') or last_active.get('ram', {})
     out.update({
         'status': info.get('status'),
         'converged': info.get('status') == 'completed',
         'downtime_ms': info.get('downtime'),
-        'total_ms': info.get('total-time'),
+        'total_ms': info.get('total-time', last_active.get('total-time')),
         'setup_ms': info.get('setup-time'),
         'expected_downtime_ms': expected,  # the last one seen while active
         'rounds': ram.get('dirty-sync-count', rounds_seen),

@@ -4,7 +4,7 @@
 # bench/migration/qemu_side.sh - the same guest, the same memory, the same link, migrated by a
 # real QEMU and by dirtytrack (`dirtytrack vm migrate-out`), side by side.
 #
-#   qemu_side.sh [--size MIB] [--rate RATE] [--rtt-ms MS] [--workloads "idle moderate ..."]
+#   qemu_side.sh [--size MIB] [--rate RATE] [--rtt-ms MS] [--workloads "idle light ..."]
 #                [--reps N] [--warmup S] [--timeout S] [--engines "qemu ours"]
 #                [--accel kvm|tcg] [--max-downtime MS] [--out FILE] [--keep DIR]
 #                [--dt PATH] [--relay PATH] [--image PATH]
@@ -13,6 +13,7 @@
 # PC has no tick exit to pace it: --iter-rate 0 for the micro-VM):
 #   idle      hot=1 sweep=0: one page and the mailbox rewritten (the micro-VM's destination
 #             wants at least one stamped page for the guest's self-check)
+#   light     hot=1024 sweep=64: 4 MiB rewritten every iteration, 64 new pages each
 #   moderate  hot=4096 sweep=256: 16 MiB rewritten every iteration, 256 new pages each
 #   heavy     hot=0 sweep=256: a sweep as fast as the guest writes (several x a 1 Gbit link)
 #   H:S       hot=H sweep=S
@@ -97,6 +98,7 @@ done
 workload() {
 	case $1 in
 	idle) HOT=1 SWEEP=0 ;;
+	light) HOT=1024 SWEEP=64 ;;
 	moderate) HOT=4096 SWEEP=256 ;;
 	heavy) HOT=0 SWEEP=256 ;;
 	*:*)
@@ -170,15 +172,18 @@ LINK_BYTES=$((RATE_BPS / 8))
 DELAY_US=$(awk -v r="$RTT_MS" 'BEGIN { printf "%.0f", r * 1000 / 2 }')
 "$NETNS" setup "$RATE"
 
-# wait_line FILE REGEX PID WHAT: until FILE has a line matching REGEX (10 s at most).
-wait_line() {
+# listen_port FILE PREFIX PID WHAT: the port of FILE's "PREFIX... HOST:PORT" line, once the
+# line is whole (its newline written: the digits may come in more than one write).
+listen_port() {
 	n=0
-	until grep -Eq "$2" "$1" 2>/dev/null; do
+	until grep -Eq "^$2.*:[0-9]+\$" "$1" 2>/dev/null && tail -c 1 "$1" | od -An -tx1 | grep -q 0a
+	do
 		kill -0 "$3" 2>/dev/null || die "$4 exited early: $(tail -n 3 "$1" 2>/dev/null)"
 		n=$((n + 1))
 		[ $n -lt 100 ] || die "$4: no '$2' line in 10 s"
 		sleep 0.1
 	done
+	sed -n "s/^$2.*:\([0-9][0-9]*\)\$/\1/p" "$1" | head -n 1
 }
 
 # relay_to PORT NAME: a delay_relay in dt-dst on 10.77.0.2 forwarding to 127.0.0.1:PORT;
@@ -188,8 +193,8 @@ relay_to() {
 		--delay-us "$DELAY_US" --once >"$T/$2-relay.out" 2>"$T/$2-relay.err" &
 	rpid=$!
 	PIDS="$PIDS $rpid"
-	wait_line "$T/$2-relay.err" '^listening ' "$rpid" "delay_relay"
-	PORT=$(sed -n 's/^listening .*:\([0-9][0-9]*\)$/\1/p' "$T/$2-relay.err")
+	PORT=$(listen_port "$T/$2-relay.err" 'listening ' "$rpid" delay_relay)
+	[ -n "$PORT" ] || die "no port from delay_relay"
 }
 
 # stop_all: kill what this run started (the namespaces stay).
@@ -263,8 +268,8 @@ run_ours() { # WORKLOAD REP
 		2>"$T/ours-dst.err" &
 	dpid=$!
 	PIDS="$PIDS $dpid"
-	wait_line "$T/ours-dst.err" '^listening tcp ' "$dpid" "the destination"
-	PORT=$(sed -n 's/^listening tcp .*:\([0-9][0-9]*\)$/\1/p' "$T/ours-dst.err")
+	PORT=$(listen_port "$T/ours-dst.err" 'listening tcp ' "$dpid" "the destination")
+	[ -n "$PORT" ] || die "no port from the destination"
 	[ "$DELAY_US" -eq 0 ] || relay_to "$PORT" ours
 	set +e
 	timeout -k 5 "$TIMEOUT" "$NETNS" run src "$DT" vm migrate-out --to "tcp:10.77.0.2:$PORT" \
