@@ -22,8 +22,8 @@
 #    QEMU starts with -accel kvm (else tcg, and says why on stderr; --accel forces one).
 # 2. netns.sh setup RATE (namespaces dt-src / dt-dst, tbf at RATE on both veth ends); with
 #    --rtt-ms > 0 a delay_relay in dt-dst in front of either destination.
-# 3. Per workload x repetition: QEMU (the Multiboot image build-release/vmm/guest/guest-mb.bin,
-#    -m MIB, destination -incoming -S in dt-dst, source in dt-src, qemu_migrate.py drives
+# 3. Per workload x repetition (the engines' order reversed every other one): QEMU (the
+#    Multiboot image build-release/vmm/guest/guest-mb.bin, -m MIB, destination -incoming -S in dt-dst, source in dt-src, qemu_migrate.py drives
 #    both over QMP: downtime-limit MAX_DOWNTIME, max-bandwidth = the link), then dirtytrack
 #    (`vm migrate-in` in dt-dst, `vm migrate-out` in dt-src, --devices none).
 # 4. One JSON line per run on stdout (and appended to --out), then qemu_side_table.py's table.
@@ -137,6 +137,10 @@ fi
 QEMU_VERSION=$($QEMU --version | sed -n '1s/^QEMU emulator version \([^ ]*\).*/\1/p')
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/dt-qemu-side.XXXXXX")
+# The two memory dumps of a QEMU run go to tmpfs: written to disk, their writeback would
+# still be running during the next run.
+SHM=$T
+[ ! -d /dev/shm ] || SHM=$(mktemp -d /dev/shm/dt-qemu-side.XXXXXX)
 PIDS=""
 cleanup() {
 	rc=$?
@@ -151,7 +155,7 @@ cleanup() {
 	if [ -n "$KEEP" ] && mkdir -p "$KEEP"; then
 		cp "$T"/*.out "$T"/*.err "$T"/*.dc "$KEEP"/ 2>/dev/null || true
 	fi
-	rm -rf "$T"
+	rm -rf "$T" "$SHM"
 	exit $rc
 }
 trap cleanup EXIT
@@ -244,10 +248,10 @@ run_qemu() { # WORKLOAD REP
 	line=$(timeout -k 5 $((TIMEOUT + 120)) python3 "$HERE/qemu_migrate.py" --src "$T/src.qmp" \
 		--dst "$T/dst.qmp" --uri "tcp:10.77.0.2:$PORT" --mem-mib "$SIZE" --hot "$HOT" \
 		--sweep "$SWEEP" --bandwidth "$LINK_BYTES" --downtime-ms "$MAX_DOWNTIME" \
-		--warmup "$WARMUP" --timeout "$TIMEOUT" --dump-dir "$T" 2>"$T/qemu-migrate.err")
+		--warmup "$WARMUP" --timeout "$TIMEOUT" --dump-dir "$SHM" 2>"$T/qemu-migrate.err")
 	set -e
 	stop_all
-	rm -f "$T/src.mem" "$T/dst.mem"
+	rm -f "$SHM/src.mem" "$SHM/dst.mem"
 	case $line in
 	'{'*) ;;
 	*) line="{\"engine\":\"qemu\",\"status\":\"no-result\",\"converged\":false,\"verified\":false}" ;;
@@ -290,7 +294,13 @@ for w in $WORKLOADS; do
 	workload "$w"
 	rep=1
 	while [ "$rep" -le "$REPS" ]; do
-		for e in $ENGINES; do
+		# odd repetitions in the order given, even ones reversed: neither engine always
+		# runs right after the other
+		order=$ENGINES
+		[ $((rep % 2)) -eq 1 ] ||
+			order=$(echo "$ENGINES" | awk '{ for (i = NF; i; i--) printf "%s ", $i }')
+		for e in $order; do
+			sleep 1
 			echo "qemu_side.sh: $e, $w (hot $HOT, sweep $SWEEP), ${SIZE} MiB, $RATE, rep $rep" >&2
 			"run_$e" "$w" "$rep"
 			[ -z "$KEEP" ] || { mkdir -p "$KEEP/$w-$rep" && cp "$T"/*.out "$T"/*.err \

@@ -8,13 +8,15 @@
  * Why a stub and not the payload alone:
  *  - the payload expects the mailbox at GUEST_MAILBOX_GPA filled by the VMM (magic, version,
  *    workload); a PC firmware leaves it as it was. The workload comes from the Multiboot
- *    command line, the memory size from the Multiboot memory fields (mem_upper).
+ *    command line, the memory size from its mem=MIB or else the Multiboot memory fields.
  *  - the payload's own entry (_start at GUEST_CODE_GPA) puts its stack at 0x100000, growing
- *    down into 0xf0000-0xfffff: on a PC that is the BIOS shadow, which SeaBIOS write-protects
- *    after POST (writes are dropped), so return addresses and spills would vanish. The stub
- *    therefore enters the payload at guest_main (its address comes from guest.elf) on its own
- *    stack in conventional memory, MB_STACK_TOP below. Every byte of the payload is the one
- *    the micro-VM runs; only the way in differs.
+ *    down into 0xf0000-0xfffff: on a PC that is the BIOS's shadow, which SeaBIOS leaves
+ *    read-only after POST (QEMU's `info mtree`: "pc.ram" as "rom" there). Under QEMU's tcg the
+ *    stack writes are dropped and a payload entered at _start never finishes an iteration;
+ *    under this machine's KVM (kvm_pvm, an emulator) they happen to land. So the stub enters
+ *    the payload at guest_main (its address comes from guest.elf) on its own stack in
+ *    conventional memory, mb_stack_top in mb_image.ld. Every byte of the payload is the one
+ *    the micro-VM runs; only the way in differs (_start is cli, the stack, call guest_main).
  *
  * Multiboot gives 32-bit protected mode, flat 4 GiB code and data segments, paging off,
  * interrupts off: what the payload assumes. The a.out-kludge header (flag bit 16) gives the
