@@ -126,6 +126,11 @@ def stamp_words(g, p):
     return (g, p, guest_mix(g, p), ~g & 0xFFFFFFFF)
 
 
+def stamp_seen(mem, off):
+    """The four stamp words of the page at off: words 0-2 and the last."""
+    return struct.unpack_from('<3I', mem, off) + struct.unpack_from('<I', mem, off + PAGE - 4)
+
+
 def ledger_check(mem, mem_bytes):
     """vm_host_verify()'s rules on a memory dump: bad pages (and pages checked)."""
     area = (mem_bytes - DEV_AREAS - AREA) // PAGE
@@ -145,14 +150,14 @@ def ledger_check(mem, mem_bytes):
             ok = False
         else:
             checked += 1
-            seen = struct.unpack_from('<3I', mem, off) + struct.unpack_from('<I', mem, off + PAGE - 4)
+            seen = stamp_seen(mem, off)
             ok = g <= gen + 1 and seen == stamp_words(g, p)
             if ok:
                 continue
         # the page the guest was stamping when it stopped: each word old's or new's
         if not forgiven and g <= gen:
             inflight = p < hot or (sweep_len and (p - hot + sweep_len - pos) % sweep_len < sweep)
-            seen = struct.unpack_from('<3I', mem, off) + struct.unpack_from('<I', mem, off + PAGE - 4)
+            seen = stamp_seen(mem, off)
             old, new = stamp_words(g, p), stamp_words(gen + 1, p)
             if inflight and all(s in (o, n) for s, o, n in zip(seen, old, new)):
                 forgiven = True

@@ -151,7 +151,8 @@ def table(paths):
             eng = 'QEMU %s (%s)' % (rs[0].get('qemu_version', ''), rs[0].get('accel', ''))
         ips = [r.get('iter_per_s_during') for r in conv]
         pps = [x * (hot + sweep) if x is not None and hot + sweep else None for x in ips]
-        print('| %s (%s/%s) | %s MiB | %s | %s | %d | %d/%d | %d/%d | %s | %s | %s | %s | %s | %s |' % (
+        print(('| %s (%s/%s) | %s MiB | %s | %s | %d | %d/%d | %d/%d | %s | %s | %s | %s | %s '
+               '| %s |') % (
             w, hot, sweep, size, link, eng, len(rs), len(conv), len(rs), ver, len(rs),
             spread([r.get('downtime_ms') for r in conv]),
             spread([r.get('stop_to_dst_complete_ms') for r in conv]),
