@@ -24,8 +24,9 @@
 #    --rtt-ms > 0 a delay_relay in dt-dst in front of either destination.
 # 3. Per workload x repetition (the engines' order reversed every other one): QEMU (the
 #    Multiboot image build-release/vmm/guest/guest-mb.bin, -m MIB, destination -incoming -S
-#    in dt-dst, source in dt-src, qemu_migrate.py drives both over QMP: downtime-limit MAX_DOWNTIME, max-bandwidth = the link), then dirtytrack
-#    (`vm migrate-in` in dt-dst, `vm migrate-out` in dt-src, --devices none).
+#    in dt-dst, source in dt-src, qemu_migrate.py drives both over QMP: downtime-limit
+#    MAX_DOWNTIME, max-bandwidth = the link), then dirtytrack (`vm migrate-in` in dt-dst,
+#    `vm migrate-out` in dt-src, --devices none).
 # 4. One JSON line per run on stdout (and appended to --out), then qemu_side_table.py's table.
 #
 # Needs root. Everything it starts is killed and the namespaces are removed on exit (trap).
