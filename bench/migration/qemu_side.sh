@@ -222,8 +222,10 @@ emit() {
 meta() { # the run's parameters as JSON members
 	printf '"size_mib":%s,"rate":"%s","rate_bps":%s,"rtt_ms":%s,"workload":"%s",' \
 		"$SIZE" "$RATE" "$RATE_BPS" "$RTT_MS" "$1"
-	printf '"hot":%s,"sweep":%s,"rep":%s,"max_downtime_ms":%s,"warmup_s":%s' \
+	printf '"hot":%s,"sweep":%s,"rep":%s,"max_downtime_ms":%s,"warmup_s":%s,' \
 		"$HOT" "$SWEEP" "$2" "$MAX_DOWNTIME" "$WARMUP"
+	# the machine's load when the run ended: other work on the two cores shows up here
+	printf '"loadavg_1m":%s' "$(cut -d ' ' -f 1 /proc/loadavg)"
 }
 
 run_qemu() { # WORKLOAD REP
