@@ -20,13 +20,14 @@
 #
 # 1. Installs qemu-system-x86 with apt-get if qemu-system-x86_64 is missing; checks that
 #    QEMU starts with -accel kvm (else tcg, and says why on stderr; --accel forces one).
-# 2. netns.sh setup RATE (namespaces dt-src / dt-dst, tbf at RATE on both veth ends); with
-#    --rtt-ms > 0 a delay_relay in dt-dst in front of either destination.
+# 2. DT_NETNS=dtq netns.sh setup RATE (namespaces dtq-src / dtq-dst, apart from run.sh's
+#    dt-*; tbf at RATE on both veth ends); with --rtt-ms > 0 a delay_relay in dtq-dst in
+#    front of either destination.
 # 3. Per workload x repetition (the engines' order reversed every other one): QEMU (the
 #    Multiboot image build-release/vmm/guest/guest-mb.bin, -m MIB, destination -incoming -S
-#    in dt-dst, source in dt-src, qemu_migrate.py drives both over QMP: downtime-limit
-#    MAX_DOWNTIME, max-bandwidth = the link), then dirtytrack (`vm migrate-in` in dt-dst,
-#    `vm migrate-out` in dt-src, --devices none).
+#    in dtq-dst, source in dtq-src, qemu_migrate.py drives both over QMP: downtime-limit
+#    MAX_DOWNTIME, max-bandwidth = the link), then dirtytrack (`vm migrate-in` in dtq-dst,
+#    `vm migrate-out` in dtq-src, --devices none).
 # 4. One JSON line per run on stdout (and appended to --out), then qemu_side_table.py's table.
 #
 # Needs root. Everything it starts is killed and the namespaces are removed on exit (trap).
@@ -35,6 +36,10 @@ set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 NETNS="$HERE/netns.sh"
+# Our own namespaces (dtq-src, dtq-dst): run.sh and sweep.sh use dt-*, and a setup or teardown
+# of one harness must not cut the other's link.
+DT_NETNS=${DT_NETNS:-dtq}
+export DT_NETNS
 
 SIZE=1024
 RATE=1gbit
@@ -191,7 +196,7 @@ listen_port() {
 	sed -n "s/^$2.*:\([0-9][0-9]*\)\$/\1/p" "$1" | head -n 1
 }
 
-# relay_to PORT NAME: a delay_relay in dt-dst on 10.77.0.2 forwarding to 127.0.0.1:PORT;
+# relay_to PORT NAME: a delay_relay in dtq-dst on 10.77.0.2 forwarding to 127.0.0.1:PORT;
 # sets PORT to the relay's.
 relay_to() {
 	"$NETNS" run dst "$RELAY" --listen 10.77.0.2:0 --connect "127.0.0.1:$1" \
