@@ -195,8 +195,8 @@ __attribute__((noreturn, used)) void mb_main(uint32_t magic, const struct mb_inf
 	if (mbi->flags & MB_INFO_CMDLINE)
 		parse_cmdline((const char *)(uintptr_t)mbi->cmdline, &hot, &sweep, &mem_mib);
 	/* RAM from 0 up to the first hole above 1 MiB. A PC's firmware keeps its tables at the
-	 * top of it (QEMU -m 1024 reports 1023.9 MiB), so mem=MIB gives the micro-VM's size:
-	 * only its workload area, below the device areas, has to be RAM. */
+	 * top of it (QEMU -m 1024 reports less than 1024 MiB), so mem=MIB gives the micro-VM's
+	 * size: only its workload area, below the device areas, has to be RAM. */
 	ram = ((uint64_t)mbi->mem_upper + 1024) << 10;
 	if (mem_mib) {
 		mem = (uint64_t)mem_mib << 20;
