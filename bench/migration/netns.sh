@@ -17,14 +17,14 @@
 # rate only, with a queue of 20 ms at that rate.
 #
 # Needs root (ip netns, tc). A failed setup removes what it created.
+#
+# DT_NETNS=NAME (default dt) names everything NAME-src, NAME-dst, NAME-veth-s, NAME-veth-d, so
+# that two harnesses on one machine do not tear down each other's link (qemu_side.sh uses dtq).
 set -eu
 
-# DT_NETNS_PREFIX (default dt) names the pair, so that two harnesses can run side by side:
-# PREFIX-src, PREFIX-dst, and the veth ends PREFIX-veth-s / PREFIX-veth-d (at most 6
-# characters, for the 15 of an interface name).
-P=${DT_NETNS_PREFIX:-dt}
-echo "$P" | grep -Eq '^[a-z0-9]{1,6}$' || {
-	echo "netns.sh: DT_NETNS_PREFIX: 1 to 6 lowercase letters or digits, not '$P'" >&2
+P=${DT_NETNS:-dt}
+echo "$P" | grep -Eq '^[a-z][a-z0-9]{0,7}$' || {
+	echo "netns.sh: DT_NETNS: 1-8 lowercase letters and digits, not '$P'" >&2
 	exit 2
 }
 SRC=$P-src
@@ -66,7 +66,7 @@ shape() {
 }
 
 teardown() {
-	for ns in $SRC $DST; do
+	for ns in "$SRC" "$DST"; do
 		if ip netns list 2>/dev/null | grep -qw "^$ns"; then
 			ip netns del "$ns" 2>/dev/null || true
 		fi
@@ -81,22 +81,22 @@ setup() {
 	teardown
 	trap 'teardown' EXIT
 	trap 'exit 1' INT TERM HUP
-	ip netns add $SRC
-	ip netns add $DST
-	ip link add $VSRC type veth peer name $VDST
-	ip link set $VSRC netns $SRC
-	ip link set $VDST netns $DST
-	ip -n $SRC addr add 10.77.0.1/24 dev $VSRC
-	ip -n $DST addr add 10.77.0.2/24 dev $VDST
-	for ns in $SRC $DST; do
+	ip netns add "$SRC"
+	ip netns add "$DST"
+	ip link add "$VSRC" type veth peer name "$VDST"
+	ip link set "$VSRC" netns "$SRC"
+	ip link set "$VDST" netns "$DST"
+	ip -n "$SRC" addr add 10.77.0.1/24 dev "$VSRC"
+	ip -n "$DST" addr add 10.77.0.2/24 dev "$VDST"
+	for ns in "$SRC" "$DST"; do
 		ip -n "$ns" link set lo up
 	done
-	ip -n $SRC link set $VSRC up
-	ip -n $DST link set $VDST up
-	shape $SRC $VSRC "$1"
-	shape $DST $VDST "$1"
+	ip -n "$SRC" link set "$VSRC" up
+	ip -n "$DST" link set "$VDST" up
+	shape "$SRC" "$VSRC" "$1"
+	shape "$DST" "$VDST" "$1"
 	if command -v ping >/dev/null 2>&1; then
-		ip netns exec $SRC ping -c 1 -W 2 10.77.0.2 >/dev/null 2>&1 ||
+		ip netns exec "$SRC" ping -c 1 -W 2 10.77.0.2 >/dev/null 2>&1 ||
 			die "setup: $SRC cannot reach 10.77.0.2"
 	fi
 	trap - EXIT INT TERM HUP
@@ -105,14 +105,14 @@ setup() {
 set_rate() {
 	rate_bps "$1" >/dev/null
 	ip netns list | grep -qw "^$SRC" || die "set-rate: no namespace $SRC (run setup first)"
-	shape $SRC $VSRC "$1"
-	shape $DST $VDST "$1"
+	shape "$SRC" "$VSRC" "$1"
+	shape "$DST" "$VDST" "$1"
 }
 
 ns_name() {
 	case $1 in
-	src | "$SRC") echo $SRC ;;
-	dst | "$DST") echo $DST ;;
+	src | "$SRC") echo "$SRC" ;;
+	dst | "$DST") echo "$DST" ;;
 	*) die "run: unknown namespace '$1' (src or dst)" ;;
 	esac
 }
@@ -154,7 +154,7 @@ rate-bps)
 	;;
 status)
 	need_root
-	for ns in $SRC $DST; do
+	for ns in "$SRC" "$DST"; do
 		echo "== $ns"
 		ip -n "$ns" -br addr 2>/dev/null || echo "(absent)"
 		ip netns exec "$ns" tc qdisc show 2>/dev/null | grep tbf || true
