@@ -760,9 +760,7 @@ static int serve(struct dt_vfu_server *s, struct vfu_msg *msg)
 	return 0;
 }
 
-/* Queue a command that arrived while dt_vfu_dma_rw waited for its reply. */
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg);
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg)
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg, int err)
 {
 	struct vfu_pending *p;
 
@@ -773,6 +771,7 @@ int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg)
 	if (!p)
 		return -ENOMEM;
 	p->next = NULL;
+	p->err = err;
 	p->msg = *msg;
 	p->msg.payload = p->data;
 	memcpy(p->data, msg->payload, msg->len);
@@ -803,7 +802,15 @@ int dt_vfu_server_process(struct dt_vfu_server *s)
 		msg = p->msg;
 		msg.payload = s->rbuf + VFU_HDR_SIZE;
 		memcpy(msg.payload, p->data, msg.len);
+		r = p->err;
 		free(p);
+		if (r) {
+			if (vfu_reply_error(s->sock, &msg.hdr, r)) {
+				vfu_server_drop_client(s, true);
+				return -ECONNRESET;
+			}
+			return 0;
+		}
 		return serve(s, &msg);
 	}
 	r = vfu_msg_recv(s->sock, s->rbuf, s->rbuf_size, s->max_fds, &msg);

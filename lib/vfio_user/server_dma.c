@@ -401,8 +401,6 @@ int vfu_dirty_bitmap(struct dt_vfu_server *s, uint64_t iova, uint64_t length, ui
 
 /* ---- dt_vfu_dma_rw ------------------------------------------------------------------------ */
 
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg);
-
 /* Wait for the reply to our request (id, cmd); commands that come first are queued. */
 static int wait_reply(struct dt_vfu_server *s, uint16_t id, uint16_t cmd, struct vfu_msg *msg)
 {
@@ -410,12 +408,20 @@ static int wait_reply(struct dt_vfu_server *s, uint16_t id, uint16_t cmd, struct
 		int r = vfu_msg_recv(s->sock, s->dbuf, s->max_xfer + VFU_SRV_MSG_SLACK, s->max_fds,
 				     msg);
 
-		if (r == -EBADMSG)
-			continue; /* a command with bad descriptors: process() would refuse it */
+		if (r == -EBADMSG) {
+			/* Bad descriptors (closed): refused in turn, as process() would. */
+			if (vfu_hdr_is_reply(&msg->hdr))
+				continue;
+			msg->len = 0;
+			r = vfu_server_queue(s, msg, EINVAL);
+			if (r)
+				return r;
+			continue;
+		}
 		if (r)
 			return r;
 		if (!vfu_hdr_is_reply(&msg->hdr)) {
-			r = vfu_server_queue(s, msg);
+			r = vfu_server_queue(s, msg, 0);
 			if (r) {
 				vfu_msg_close_fds(msg);
 				return r;

@@ -22,10 +22,10 @@
 
 #define VFU_SRV_MAX_REGIONS  64u
 #define VFU_SRV_MAX_IRQS     64u
-#define VFU_SRV_MAX_LOG	     256u	  /* DMA logging ranges, as Linux */
-#define VFU_SRV_MSG_SLACK    8192u	  /* headers and ranges beyond the data of a message */
-#define VFU_SRV_MAX_PENDING  64u	  /* commands queued while dt_vfu_dma_rw waits */
-#define VFU_SRV_MAX_UNMAP_4K (1ull << 28) /* bytes of 4 KiB bitmap behind one unmap bitmap */
+#define VFU_SRV_MAX_LOG	     256u	   /* DMA logging ranges, as Linux */
+#define VFU_SRV_MSG_SLACK    8192u	   /* headers and ranges beyond the data of a message */
+#define VFU_SRV_MAX_PENDING  64u	   /* commands queued while dt_vfu_dma_rw waits */
+#define VFU_SRV_MAX_UNMAP_4K (64ull << 20) /* bytes of 4 KiB bitmap behind one unmap bitmap */
 
 /* "Close the connection after the error reply": returned by a handler with the errno. */
 #define VFU_CLOSE (1 << 30)
@@ -39,6 +39,7 @@ struct vfu_map {
 
 struct vfu_pending {
 	struct vfu_pending *next;
+	int err;	    /* != 0: answer with this error (the command was refused on receipt) */
 	struct vfu_msg msg; /* payload points into data */
 	uint8_t data[];
 };
@@ -98,6 +99,9 @@ void *vfu_out_reserve(struct dt_vfu_server *s, size_t len);
 /* Handle one received command: 0 with the reply in s->out, or a negative errno (the error
  * reply), possibly | VFU_CLOSE... as -(errno | VFU_CLOSE). Used by process() and the fuzzer. */
 int vfu_server_dispatch(struct dt_vfu_server *s, struct vfu_msg *msg);
+/* Queue a command that arrived while dt_vfu_dma_rw waited for its reply; err != 0: it is
+ * to be answered with that error. */
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg, int err);
 /* Tear down a client as "client lost" (callbacks when notify). */
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify);
 

@@ -701,8 +701,15 @@ static void test_message_mapping_queue(void **state)
 	/* The DMA_READ request comes; before answering, send a reset. */
 	assert_int_equal(srv_recv(&T), 0);
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_READ);
-	srv_send(&T, VFU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
+	int many[20];
+	struct vfu_device_info di = {.argsz = sizeof(di)};
+	int before = open_fds();
+
 	memcpy(&d, T.reply.payload, sizeof(d));
+	for (int i = 0; i < 20; i++)
+		many[i] = T.fd;
+	srv_send(&T, VFU_CMD_DEVICE_RESET, 0, NULL, 0, NULL, 0);
+	srv_send(&T, VFU_CMD_DEVICE_GET_INFO, 0, &di, sizeof(di), many, 20);
 	assert_int_equal(d.addr, MSG_BASE);
 	assert_int_equal(d.count, 4);
 	struct iovec iov[2] = {{.iov_base = &d, .iov_len = sizeof(d)},
@@ -714,11 +721,20 @@ static void test_message_mapping_queue(void **state)
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_REGION_WRITE);
 	assert_int_equal(dma_rw_result, 0);
 	assert_memory_equal(dma_buf, "WXYZ", 4);
-	assert_int_equal(T.dev.resets, 0);
+	/* The reset comes after: the replies are in order. */
 	assert_int_equal(srv_recv(&T), 0);
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DEVICE_RESET);
 	assert_int_equal(T.reply.hdr.flags, VFU_F_TYPE_REPLY);
 	assert_int_equal(T.dev.resets, 1);
+	/* The command with too many descriptors, refused in its turn, all of them closed. */
+	assert_int_equal(srv_recv(&T), 0);
+	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DEVICE_GET_INFO);
+	assert_int_equal(T.reply.hdr.msg_id, T.id);
+	assert_int_equal(T.reply.hdr.flags, VFU_F_TYPE_REPLY | VFU_F_ERROR);
+	assert_int_equal(T.reply.hdr.error, EINVAL);
+	assert_int_equal(open_fds(), before);
+	/* And serving goes on. */
+	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0), 0);
 }
 
 /* ---- randomized ----------------------------------------------------------------------------- */
