@@ -181,7 +181,7 @@ int dt_vfu_client_dma_map(struct dt_vfu_client *c, uint64_t iova, uint64_t size,
 	if (fd >= 0 && !vaddr) {
 		m.vaddr = sys_mmap(NULL, size, PROT_READ | (prot & PROT_WRITE), MAP_SHARED, fd,
 				   (long)offset, &err);
-		if (m.vaddr == MAP_FAILED) {
+		if (!m.vaddr) {
 			ret = log_fail(err, "dt_vfu_client_dma_map: mmap of fd %d at 0x%llx: %d",
 				       fd, (unsigned long long)offset, err);
 			goto out;

@@ -1179,6 +1179,18 @@ static void test_bad_arguments(void **state)
 	c = fake_start(f, &opts);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA + 1, PAGE, -1, 0, mem, PROT_READ), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, 0, -1, 0, mem, PROT_READ), -EINVAL);
+	{
+		/* An fd the client cannot map for its mirror: its mmap's errno, nothing mapped. */
+		int pfd[2];
+
+		assert_int_equal(pipe(pfd), 0);
+		assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, pfd[0], 0, NULL, PROT_READ),
+				 -ENODEV);
+		close(pfd[0]);
+		close(pfd[1]);
+		assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, 1000, 0, NULL, PROT_READ),
+				 -EBADF);
+	}
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, NULL, PROT_READ), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, mem, 0), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, mem + 1, PROT_READ), -EINVAL);
