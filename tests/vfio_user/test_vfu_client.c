@@ -405,6 +405,30 @@ static void test_unmap_bitmap(void **state)
 	env_free(e);
 }
 
+/* An unmap without a bitmap while logging: the client fetches the bitmap for its mirror
+ * anyway (the server would drop those pages), so the device's last writes are not lost. */
+static void test_unmap_without_bitmap(void **state)
+{
+	struct env *e = env_new(0);
+	uint64_t got[NPAGES / 64] = {0};
+	struct dt_report rep = {.size = sizeof(rep),
+				.iova = IOVA_A,
+				.length = REGION,
+				.bitmap = got,
+				.bitmap_size = sizeof(got)};
+
+	assert_int_equal(dt_vfu_client_dma_logging_start(e->c, NULL, 0, NULL), 0);
+	device_write_random(e, 30, 0, REGION / PAGE, false);
+	assert_int_equal(dt_vfu_client_dma_unmap(e->c, IOVA_A, REGION, 0, NULL, 0), 0);
+	assert_int_equal(dt_iommu_report(dt_vfu_client_mirror(e->c), &rep), 0);
+	for (uint64_t p = 0; p < REGION / PAGE; p++)
+		if (test_bit(got, p) != test_bit(e->written, p))
+			fail_msg("page %llu in the mirror: %d, expected %d (seed %llu)",
+				 (unsigned long long)p, test_bit(got, p), test_bit(e->written, p),
+				 (unsigned long long)seed);
+	env_free(e);
+}
+
 /* The dirty set: DT_CLASS_DEVICE has exactly the device's pages, other classes nothing. */
 static void test_dirty_set_hook(void **state)
 {
@@ -525,9 +549,10 @@ static void test_irqs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reports),	     cmocka_unit_test(test_reports_split),
-		cmocka_unit_test(test_unmap_bitmap), cmocka_unit_test(test_dirty_set_hook),
-		cmocka_unit_test(test_regions),	     cmocka_unit_test(test_irqs),
+		cmocka_unit_test(test_reports),	       cmocka_unit_test(test_reports_split),
+		cmocka_unit_test(test_unmap_bitmap),   cmocka_unit_test(test_unmap_without_bitmap),
+		cmocka_unit_test(test_dirty_set_hook), cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_irqs),
 	};
 	const char *s = getenv("DT_SEED");
 
