@@ -546,13 +546,65 @@ static void test_irqs(void **state)
 	env_free(e);
 }
 
+/* dt_vfu_client_connect over a socket path; a path nobody listens on fails cleanly. */
+static void *accept_main(void *arg)
+{
+	struct dt_vfu_server *s = arg;
+
+	if (dt_vfu_server_accept(s) == 0)
+		dt_vfu_server_run(s);
+	return NULL;
+}
+
+static void test_connect_path(void **state)
+{
+	static const struct dt_vfu_region regions[1] = {
+		{.size = 4096, .flags = DT_VFU_REGION_READ, .fd = -1}};
+	char path[64];
+	struct dt_vfu_server_opts so = {
+		.size = sizeof(so), .num_regions = 1, .regions = regions, .ops = &ops};
+	struct dt_vfu_client_info info;
+	struct dt_vfu_server *s;
+	struct dt_vfu_client *c;
+	pthread_t t;
+	struct env e = {0};
+
+	snprintf(path, sizeof(path), "/tmp/dt-vfu-client-%d.sock", (int)getpid());
+	so.path = path;
+	so.opaque = &e;
+	s = dt_vfu_server_new(&so);
+	assert_non_null(s);
+	e.s = s;
+	assert_int_equal(pthread_create(&t, NULL, accept_main, s), 0);
+	c = dt_vfu_client_connect(path, NULL);
+	assert_non_null(c);
+	assert_int_equal(dt_vfu_client_get_info(c, &info), 0);
+	assert_int_equal(info.num_regions, 1);
+	assert_int_equal(info.mig_flags, 0); /* no migration: the probe's refusal is no error */
+	{
+		struct dt_migrate_device dev;
+
+		assert_int_equal(dt_vfu_client_migrate_device(c, "x", &dev), -ENOTSUP);
+		assert_int_equal(dt_vfu_client_mig_set_state(c, DT_VFU_MIG_STOP), -ENOTSUP);
+	}
+	dt_vfu_client_free(c);
+	pthread_join(t, NULL);
+	dt_vfu_server_free(s);
+	unlink(path);
+	errno = 0;
+	assert_null(dt_vfu_client_connect(path, NULL));
+	assert_true(errno == ENOENT || errno == ECONNREFUSED);
+	assert_null(dt_vfu_client_connect(NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reports),	       cmocka_unit_test(test_reports_split),
 		cmocka_unit_test(test_unmap_bitmap),   cmocka_unit_test(test_unmap_without_bitmap),
 		cmocka_unit_test(test_dirty_set_hook), cmocka_unit_test(test_regions),
-		cmocka_unit_test(test_irqs),
+		cmocka_unit_test(test_irqs),	       cmocka_unit_test(test_connect_path),
 	};
 	const char *s = getenv("DT_SEED");
 
