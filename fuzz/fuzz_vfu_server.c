@@ -14,11 +14,19 @@
  * input ends with the client-lost cleanup (mappings, logging, IRQs, migration state walk)
  * and dt_vfu_server_free, so leaks of any path are reported too.
  *
+ * An input whose first byte is 0xff (0xfe: with the memfd attached to the first byte) is
+ * instead a raw byte stream written to the server's socket, which is then closed for
+ * writing; dt_vfu_server_process() runs until the connection ends, so the receive path
+ * (vfu_msg_recv: sizes, descriptors, truncation) and process() itself are fuzzed too. The
+ * server's end is non-blocking, so a reply that does not fit in the socket buffer ends the
+ * connection instead of blocking.
+ *
  * The device's region write callback turns its data into dt_dma_log calls (iova, length
  * pairs), so that DMA logging reports and unmap bitmaps have real bits to convert. Message
  * mappings are never reached (that would wait for a client's DMA reply).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +35,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <dirtytrack/vfio_user.h>
@@ -168,6 +177,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!s)
 		abort();
 	dev.s = s;
+	if (size && data[0] >= 0xfe) {
+		/* Stream mode. */
+		union {
+			char b[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} ctl;
+		struct iovec iov = {.iov_base = (void *)(data + 1), .iov_len = size - 1};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+		if (data[0] == 0xfe && size > 1) {
+			struct cmsghdr *c;
+
+			memset(&ctl, 0, sizeof(ctl));
+			mh.msg_control = ctl.b;
+			mh.msg_controllen = sizeof(ctl.b);
+			c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &memfd, sizeof(int));
+		}
+		fcntl(sp[0], F_SETFL, O_NONBLOCK);
+		fcntl(sp[1], F_SETFL, O_NONBLOCK);
+		if (size > 1)
+			(void)sendmsg(sp[0], &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		shutdown(sp[0], SHUT_WR);
+		while (dt_vfu_server_process(s) == 0)
+			;
+		size = 0;
+	}
 	for (int n = 0; n < MAX_MSGS && size >= 17; n++) {
 		uint8_t sel = data[0];
 		struct vfu_msg msg = {0};

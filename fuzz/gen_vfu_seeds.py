@@ -3,7 +3,9 @@
 #
 # fuzz/gen_vfu_seeds.py - the seed corpus of fuzz_vfu_server: valid message sequences in the
 # target's frame format (one selector byte: 1 = attach the memfd, 2 = an eventfd; a 16-byte
-# vfio-user header; the payload). Run: python3 fuzz/gen_vfu_seeds.py fuzz/corpus/vfu_server
+# vfio-user header; the payload), and the same sequences as raw streams (stream-NN: 0xff, then
+# header and payload after header and payload). Run:
+#   python3 fuzz/gen_vfu_seeds.py fuzz/corpus/vfu_server
 import os
 import struct
 import sys
@@ -81,6 +83,17 @@ seeds = [
 
 out = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/vfu_server"
 os.makedirs(out, exist_ok=True)
+def stream(framed):
+    raw = b""
+    while len(framed) >= 17:
+        size = struct.unpack("<I", framed[5:9])[0]
+        raw += framed[1:1 + size]
+        framed = framed[1 + size:]
+    return b"\xff" + raw
+
+
 for i, s in enumerate(seeds):
     with open(os.path.join(out, "seed-%02d" % i), "wb") as f:
         f.write(s)
+    with open(os.path.join(out, "stream-%02d" % i), "wb") as f:
+        f.write(stream(s))

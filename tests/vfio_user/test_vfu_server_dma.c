@@ -737,6 +737,32 @@ static void test_message_mapping_queue(void **state)
 	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0), 0);
 }
 
+/* The client goes while the device waits for its DMA reply: the device gets -ENOTCONN, the
+ * server cleans up. */
+static void test_message_mapping_client_gone(void **state)
+{
+	uint8_t buf[20] = {0};
+	struct vfu_region_access a = {.offset = 0, .region = 2, .count = 4};
+
+	srv_start(&T, NULL);
+	srv_negotiate(&T);
+	T.dev.on_write2 = on_write2;
+	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	dma_iova = MSG_BASE;
+	dma_len = 4;
+	dma_write = true;
+	dma_rw_result = 0;
+	memcpy(buf, &a, sizeof(a));
+	srv_send(&T, VFU_CMD_REGION_WRITE, 0, buf, sizeof(buf), NULL, 0);
+	assert_int_equal(srv_recv(&T), 0);
+	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_WRITE);
+	assert_int_equal(srv_stop_client(&T), 0);
+	assert_int_equal(dma_rw_result, -ENOTCONN);
+	assert_int_equal(T.dev.client_lost, 1);
+	assert_int_equal(mappings(), 0);
+	assert_false(dt_vfu_server_connected(T.s));
+}
+
 /* ---- randomized ----------------------------------------------------------------------------- */
 
 static uint64_t rng;
@@ -802,6 +828,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_unmap_bitmap, teardown),
 		cmocka_unit_test_teardown(test_message_mapping, teardown),
 		cmocka_unit_test_teardown(test_message_mapping_queue, teardown),
+		cmocka_unit_test_teardown(test_message_mapping_client_gone, teardown),
 		cmocka_unit_test_teardown(test_report_random, teardown),
 	};
 
