@@ -146,7 +146,8 @@ void dt_vfu_server_free(struct dt_vfu_server *s);
 /* Block until a client connects. -EBUSY if one is connected, -EINVAL for a server made from
  * a connected fd. */
 int dt_vfu_server_accept(struct dt_vfu_server *s);
-/* The fd to poll: the client's socket when connected, else the listening socket. */
+/* The fd to poll: the client's socket when connected, else the listening socket (-ENOTCONN
+ * for a server made from a connected fd whose client went away). */
 int dt_vfu_server_fd(const struct dt_vfu_server *s);
 /* A client is connected. */
 bool dt_vfu_server_connected(const struct dt_vfu_server *s);

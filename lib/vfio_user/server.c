@@ -129,6 +129,7 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 	s->log_pgsize = opts->log_pgsize ? opts->log_pgsize : 4096;
 	s->listen_fd = -1;
 	s->sock = -1;
+	vfu_caps_default(&s->peer);
 	s->mig_state = VFU_MIG_STATE_RUNNING;
 	s->pending_tail = &s->pending;
 	s->rbuf_size = s->max_xfer + VFU_SRV_MSG_SLACK;
@@ -267,7 +268,9 @@ int dt_vfu_server_fd(const struct dt_vfu_server *s)
 {
 	if (!s)
 		return -EINVAL;
-	return s->sock >= 0 ? s->sock : s->listen_fd;
+	if (s->sock >= 0)
+		return s->sock;
+	return s->listen_fd >= 0 ? s->listen_fd : -ENOTCONN;
 }
 
 bool dt_vfu_server_connected(const struct dt_vfu_server *s)

@@ -545,8 +545,9 @@ static void test_client_lost(void **state)
 	assert_false(dt_iommu_dirty_tracking(dt_vfu_server_iommu(T.s)));
 	assert_int_equal(dt_vfu_server_process(T.s), -ENOTCONN);
 	assert_int_equal(dt_vfu_dma_rw(T.s, 0x100000, &ctl, 4, false), -EINVAL);
-	/* From a connected fd there is no accept. */
+	/* From a connected fd there is no accept, and nothing to poll. */
 	assert_int_equal(dt_vfu_server_accept(T.s), -EINVAL);
+	assert_int_equal(dt_vfu_server_fd(T.s), -ENOTCONN);
 	close(mfd);
 }
 

@@ -377,6 +377,39 @@ static void test_report_pinned(void **state)
 	close(fds[1]);
 }
 
+/* A PASSTHROUGH device that never pinned: every page of every mapping, every report; holes
+ * never. After its first pin: the pinned scope. */
+static void test_report_passthrough(void **state)
+{
+	struct vfu_dma_logging_range all = {.iova = 0, .length = 0};
+	const uint8_t *bm;
+	int fds[3];
+
+	start_server(DT_DEVICE_PASSTHROUGH);
+	two_regions(fds);
+	fds[2] = memfd_new(2 * MB, NULL);
+	/* A third mapping after a 2 MiB hole. */
+	assert_int_equal(srv_dma_map(&T, M_BASE + M_SIZE + 2 * MB, 2 * MB, fds[2], 0, 3), 0);
+	assert_int_equal(logging_start(&all, 0, PG), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(report(M_BASE, M_SIZE + 4 * MB, 2 * MB, &bm), 0);
+		assert_int_equal(bm[0], 0x0b); /* mappings 0, 1 and 3; the hole (2) clean */
+	}
+	assert_int_equal(report(M_BASE + M_SIZE, 2 * MB, PG, &bm), 0);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(bm[i], 0);
+	assert_int_equal(dt_pin_pages(dt_vfu_server_device(T.s), M_BASE, 1, 3, NULL), 1);
+	/* The promotion marks everything once more, then only the pinned page. */
+	assert_int_equal(report(M_BASE, M_SIZE + 4 * MB, 2 * MB, &bm), 0);
+	assert_int_equal(bm[0], 0x0b);
+	assert_int_equal(report(M_BASE, 2 * MB, PG, &bm), 0);
+	assert_int_equal(bm[0], 0x01);
+	for (int i = 1; i < 64; i++)
+		assert_int_equal(bm[i], 0);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
 static void test_report_refused(void **state)
 {
 	struct vfu_dma_logging_range r = {.iova = M_BASE, .length = 2 * MB};
@@ -823,6 +856,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_report_exact, teardown),
 		cmocka_unit_test_teardown(test_report_subrange, teardown),
 		cmocka_unit_test_teardown(test_report_pinned, teardown),
+		cmocka_unit_test_teardown(test_report_passthrough, teardown),
 		cmocka_unit_test_teardown(test_report_refused, teardown),
 		cmocka_unit_test_teardown(test_report_bitmap_limit, teardown),
 		cmocka_unit_test_teardown(test_unmap_bitmap, teardown),
