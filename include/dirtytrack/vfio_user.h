@@ -31,9 +31,11 @@
  *
  * Errors: 0 (or a count) or a negative errno with one log line. A client's bad message gets
  * an error reply with the errno and never changes state partially.
- * Thread safety: one thread runs accept/process/run; dt_vfu_dma_rw and dt_vfu_irq_trigger
- * may also be called from the device's callbacks. dt_vfu_dma_rw on message mappings and
- * process() must not run concurrently in different threads (they share the socket).
+ * Thread safety: one thread runs accept/process/run. dt_vfu_dma_rw on fd mappings and
+ * dt_vfu_irq_trigger may be called from any thread, also concurrently with process() (the
+ * mapping list and the eventfds are locked), and from the device's callbacks. dt_vfu_dma_rw
+ * on message mappings talks on the socket: only from the device's callbacks (inside
+ * process) or while no process() runs.
  */
 #ifndef DIRTYTRACK_VFIO_USER_H
 #define DIRTYTRACK_VFIO_USER_H

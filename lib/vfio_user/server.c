@@ -132,6 +132,8 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 	vfu_caps_default(&s->peer);
 	s->mig_state = VFU_MIG_STATE_RUNNING;
 	s->pending_tail = &s->pending;
+	pthread_rwlock_init(&s->maps_lock, NULL);
+	pthread_mutex_init(&s->irq_lock, NULL);
 	s->rbuf_size = s->max_xfer + VFU_SRV_MSG_SLACK;
 	s->rbuf = malloc(s->rbuf_size);
 	s->dbuf = malloc(s->max_xfer + VFU_SRV_MSG_SLACK);
@@ -161,6 +163,8 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 	}
 	return s;
 fail:
+	pthread_rwlock_destroy(&s->maps_lock);
+	pthread_mutex_destroy(&s->irq_lock);
 	if (s->iommu)
 		dt_iommu_free(s->iommu);
 	free(s->rbuf);
@@ -190,6 +194,7 @@ static void pending_drop_all(struct dt_vfu_server *s)
 
 static void irqs_close(struct dt_vfu_server *s)
 {
+	pthread_mutex_lock(&s->irq_lock);
 	for (uint32_t i = 0; i < s->opts.num_irqs; i++) {
 		if (!s->irq_fds[i])
 			continue;
@@ -199,6 +204,7 @@ static void irqs_close(struct dt_vfu_server *s)
 		free(s->irq_fds[i]);
 		s->irq_fds[i] = NULL;
 	}
+	pthread_mutex_unlock(&s->irq_lock);
 }
 
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify)
@@ -237,6 +243,8 @@ void dt_vfu_server_free(struct dt_vfu_server *s)
 		sys_unlink(s->path);
 	}
 	dt_iommu_free(s->iommu);
+	pthread_rwlock_destroy(&s->maps_lock);
+	pthread_mutex_destroy(&s->irq_lock);
 	free(s->maps);
 	free(s->rbuf);
 	free(s->dbuf);
@@ -617,10 +625,13 @@ static int handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg)
 		s->out_len = 0;
 		return 0;
 	}
+	pthread_mutex_lock(&s->irq_lock);
 	if (!s->irq_fds[in.index]) {
 		fds = malloc(sizeof(int) * (count ? count : 1));
-		if (!fds)
+		if (!fds) {
+			pthread_mutex_unlock(&s->irq_lock);
 			return -ENOMEM;
+		}
 		for (uint32_t i = 0; i < count; i++)
 			fds[i] = -1;
 		s->irq_fds[in.index] = fds;
@@ -651,18 +662,26 @@ static int handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg)
 				irq_signal(fds[in.start + i]);
 		}
 	}
+	pthread_mutex_unlock(&s->irq_lock);
 	s->out_len = 0;
 	return 0;
 }
 
 int dt_vfu_irq_trigger(struct dt_vfu_server *s, uint32_t index, uint32_t sub)
 {
+	int r;
+
 	if (!s || index >= s->opts.num_irqs || sub >= s->irqs[index].count)
 		return log_fail(-EINVAL, "dt_vfu_irq_trigger: irq %u.%u", index, sub);
+	pthread_mutex_lock(&s->irq_lock);
 	if (!s->irq_fds[index] || s->irq_fds[index][sub] < 0)
-		return log_fail(-ENOENT, "dt_vfu_irq_trigger: irq %u.%u has no eventfd", index,
-				sub);
-	return irq_signal(s->irq_fds[index][sub]);
+		r = -ENOENT;
+	else
+		r = irq_signal(s->irq_fds[index][sub]);
+	pthread_mutex_unlock(&s->irq_lock);
+	if (r == -ENOENT)
+		return log_fail(r, "dt_vfu_irq_trigger: irq %u.%u has no eventfd", index, sub);
+	return r;
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */

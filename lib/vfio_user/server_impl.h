@@ -13,6 +13,7 @@
 #ifndef DT_VFIO_USER_SERVER_IMPL_H
 #define DT_VFIO_USER_SERVER_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -75,9 +76,11 @@ struct dt_vfu_server {
 	int out_fds[1];
 	unsigned out_nfds;
 
-	/* DMA. */
+	/* DMA. maps changes only in the thread that runs process(), under maps_lock taken for
+	 * writing; dt_vfu_dma_rw from any thread reads it under the lock taken for reading. */
 	struct dt_iommu *iommu;
 	struct dt_device *dev;
+	pthread_rwlock_t maps_lock;
 	struct vfu_map *maps; /* sorted by iova */
 	uint32_t nmaps, maps_cap;
 
@@ -89,7 +92,9 @@ struct dt_vfu_server {
 	/* Migration. */
 	uint32_t mig_state;
 
-	/* IRQs: irq_fds[i] has irqs[i].count eventfds (-1: none). */
+	/* IRQs: irq_fds[i] has irqs[i].count eventfds (-1: none), under irq_lock, so that
+	 * dt_vfu_irq_trigger may come from any thread. */
+	pthread_mutex_t irq_lock;
 	int *irq_fds[VFU_SRV_MAX_IRQS];
 };
 

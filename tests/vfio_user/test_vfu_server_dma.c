@@ -796,6 +796,50 @@ static void test_message_mapping_client_gone(void **state)
 	assert_false(dt_vfu_server_connected(T.s));
 }
 
+/* A device thread doing DMA on one fd mapping while the client maps and unmaps others (the
+ * list grows and moves): every access succeeds and sees the memory. */
+static _Atomic int dma_thread_stop;
+static int dma_thread_errors, dma_thread_runs;
+
+static void *dma_thread(void *arg)
+{
+	uint64_t v = 0, got;
+
+	while (!dma_thread_stop) {
+		v++;
+		if (dt_vfu_dma_rw(T.s, 64 * MB + 8, &v, sizeof(v), true) ||
+		    dt_vfu_dma_rw(T.s, 64 * MB + 8, &got, sizeof(got), false) || got != v)
+			dma_thread_errors++;
+		dma_thread_runs++;
+	}
+	return NULL;
+}
+
+static void test_dma_rw_concurrent(void **state)
+{
+	pthread_t th;
+	int fd = memfd_new(64 * KB, NULL), other = memfd_new(4 * KB, NULL);
+
+	start_server(DT_DEVICE_EMULATED);
+	assert_int_equal(srv_dma_map(&T, 64 * MB, 64 * KB, fd, 0, 3), 0);
+	dma_thread_stop = 0;
+	dma_thread_errors = dma_thread_runs = 0;
+	assert_int_equal(pthread_create(&th, NULL, dma_thread, NULL), 0);
+	for (int round = 0; round < 4; round++) {
+		for (uint64_t k = 0; k < 40; k++)
+			assert_int_equal(
+				srv_dma_map(&T, (k + 1) * MB, 4 * KB, k % 2 ? other : -1, 0, 3), 0);
+		for (uint64_t k = 0; k < 40; k++)
+			assert_int_equal(srv_dma_unmap(&T, (k + 1) * MB, 4 * KB, 0), 0);
+	}
+	dma_thread_stop = 1;
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(dma_thread_errors, 0);
+	assert_true(dma_thread_runs > 0);
+	close(fd);
+	close(other);
+}
+
 /* ---- randomized ----------------------------------------------------------------------------- */
 
 static uint64_t rng;
@@ -863,6 +907,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_message_mapping, teardown),
 		cmocka_unit_test_teardown(test_message_mapping_queue, teardown),
 		cmocka_unit_test_teardown(test_message_mapping_client_gone, teardown),
+		cmocka_unit_test_teardown(test_dma_rw_concurrent, teardown),
 		cmocka_unit_test_teardown(test_report_random, teardown),
 	};
 
