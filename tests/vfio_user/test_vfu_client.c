@@ -546,6 +546,61 @@ static void test_irqs(void **state)
 	env_free(e);
 }
 
+/* Calls from several threads serialize on the client: region reads, reports, syncs and
+ * DMA_WRITE messages served in between, all answered right (ASan/TSan see the locking). */
+struct worker {
+	struct env *e;
+	int kind;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 150; i++) {
+		uint8_t buf[32];
+		uint64_t bm[NPAGES / 64];
+
+		switch (w->kind) {
+		case 0:
+			w->failures +=
+				dt_vfu_client_region_read(w->e->c, 0, 0, buf, sizeof(buf)) != 0 ||
+				buf[31] != 0xab;
+			break;
+		case 1:
+			memset(bm, 0, sizeof(bm));
+			w->failures += dt_vfu_client_report(w->e->c, IOVA_A, 2 * REGION, PAGE, bm,
+							    sizeof(bm)) < 0;
+			break;
+		case 2:
+			w->failures += dt_vfu_client_sync(w->e->c) < 0;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_calls(void **state)
+{
+	struct env *e = env_new(0);
+	struct worker w[3];
+	pthread_t t[3];
+
+	assert_int_equal(dt_vfu_client_dma_logging_start(e->c, NULL, 0, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct worker){.e = e, .kind = i};
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 50; i++)
+		ring_doorbell(e, IOVA_C + (uint64_t)(i % 16) * PAGE, 8, (uint8_t)i);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].failures, 0);
+	}
+	env_free(e);
+}
+
 /* dt_vfu_client_connect over a socket path; a path nobody listens on fails cleanly. */
 static void *accept_main(void *arg)
 {
@@ -601,10 +656,15 @@ static void test_connect_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reports),	       cmocka_unit_test(test_reports_split),
-		cmocka_unit_test(test_unmap_bitmap),   cmocka_unit_test(test_unmap_without_bitmap),
-		cmocka_unit_test(test_dirty_set_hook), cmocka_unit_test(test_regions),
-		cmocka_unit_test(test_irqs),	       cmocka_unit_test(test_connect_path),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_reports_split),
+		cmocka_unit_test(test_unmap_bitmap),
+		cmocka_unit_test(test_unmap_without_bitmap),
+		cmocka_unit_test(test_dirty_set_hook),
+		cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_irqs),
+		cmocka_unit_test(test_connect_path),
+		cmocka_unit_test(test_concurrent_calls),
 	};
 	const char *s = getenv("DT_SEED");
 
