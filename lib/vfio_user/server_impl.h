@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vfio_user/server_impl.h - the server's state, shared by server.c (connection, dispatch,
- * device info, regions, IRQs), server_dma.c (DMA_MAP / DMA_UNMAP, dt_vfu_dma_rw) and
- * server_mig.c (DEVICE_FEATURE: migration states, DMA logging; MIG_DATA_READ / _WRITE).
+ * VERSION, client lost), server_dev.c (device info, regions, reset, IRQs), server_dma.c
+ * (DMA_MAP / DMA_UNMAP, reports, dt_vfu_dma_rw) and server_mig.c (DEVICE_FEATURE: migration
+ * states, DMA logging; MIG_DATA_READ / _WRITE).
  *
  * A handler gets a received message whose header was checked, validates every length of the
  * payload against msg->len before reading it, and either fails (a negative errno: the error
@@ -109,6 +110,18 @@ int vfu_server_dispatch(struct dt_vfu_server *s, struct vfu_msg *msg);
 int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg, int err);
 /* Tear down a client as "client lost" (callbacks when notify). */
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify);
+
+/* server_dev.c */
+int vfu_handle_device_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_read(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_write(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_reset(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_irq_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg);
+/* Close every IRQ eventfd the client gave. */
+void vfu_irqs_close(struct dt_vfu_server *s);
 
 /* server_dma.c */
 int vfu_handle_dma_map(struct dt_vfu_server *s, struct vfu_msg *msg);
