@@ -180,7 +180,8 @@ int dt_vfu_client_dma_logging_stop(struct dt_vfu_client *c);
  * below the device's own granule the server replicates its bits), OR-ed into bitmap (bit n = page iova + n * page_size; bitmap_size bytes, at least
  * ceil(bits / 64) * 8). Split into several requests when the bitmap would pass the
  * negotiated maximum. Returns the number of dirty pages, or a negative errno. These pages
- * go to the caller only: the mirror is not touched.
+ * go to the caller only: the mirror is not touched, so on a client added to a dirty set a
+ * report takes pages away from the next harvest (use the set there).
  */
 int64_t dt_vfu_client_report(struct dt_vfu_client *c, uint64_t iova, uint64_t length,
 			     uint64_t page_size, void *bitmap, uint64_t bitmap_size);
