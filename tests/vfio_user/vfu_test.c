@@ -324,6 +324,61 @@ int srv_dma_unmap(struct test_srv *t, uint64_t iova, uint64_t size, uint32_t fla
 	return srv_call(t, VFU_CMD_DMA_UNMAP, &u, sizeof(u), NULL, 0);
 }
 
+void srv_start_kind(struct test_srv *t, enum dt_device_kind kind)
+{
+	struct dt_vfu_server_opts o;
+
+	srv_default_opts(t, &o);
+	o.dma_kind = kind;
+	srv_start(t, &o);
+	srv_negotiate(t);
+}
+
+int srv_logging_start(struct test_srv *t, const struct vfu_dma_logging_range *r, uint32_t n,
+		      uint64_t page_size)
+{
+	uint8_t buf[16 + 16 * 8];
+	struct vfu_dma_logging_control ctl = {.page_size = page_size, .num_ranges = n};
+
+	assert_true(n <= 8);
+	memcpy(buf, &ctl, sizeof(ctl));
+	if (n)
+		memcpy(buf + sizeof(ctl), r, n * sizeof(*r));
+	return srv_feature(t, VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_START,
+			   (uint32_t)(8 + sizeof(ctl) + n * sizeof(*r)), buf,
+			   sizeof(ctl) + n * sizeof(*r));
+}
+
+int srv_report(struct test_srv *t, uint64_t iova, uint64_t length, uint64_t page_size,
+	       const uint8_t **bitmap)
+{
+	struct vfu_dma_logging_report rep = {
+		.iova = iova, .length = length, .page_size = page_size};
+	uint64_t nbits = page_size ? length / page_size : 0, bytes = (nbits + 63) / 64 * 8;
+	int r = srv_feature(t, VFU_FEATURE_GET | VFU_FEATURE_DMA_LOGGING_REPORT,
+			    (uint32_t)(8 + 24 + bytes), &rep, sizeof(rep));
+
+	if (r)
+		return r;
+	assert_int_equal(t->reply.len, 8 + 24 + bytes);
+	assert_memory_equal(t->reply.payload + 8, &rep, sizeof(rep));
+	*bitmap = t->reply.payload + 8 + 24;
+	return 0;
+}
+
+bool bm_bit(const uint8_t *bm, uint64_t n)
+{
+	return bm[n / 8] & (1u << (n % 8));
+}
+
+uint64_t srv_mappings(struct test_srv *t)
+{
+	struct dt_iommu_stats st;
+
+	assert_int_equal(dt_iommu_get_stats(dt_vfu_server_iommu(t->s), &st), 0);
+	return st.mappings;
+}
+
 int memfd_new(uint64_t size, void **va)
 {
 	int fd = memfd_create("vfu-test", MFD_CLOEXEC);

@@ -96,6 +96,20 @@ int srv_dma_map(struct test_srv *t, uint64_t iova, uint64_t size, int fd, uint64
 		uint32_t flags);
 int srv_dma_unmap(struct test_srv *t, uint64_t iova, uint64_t size, uint32_t flags);
 
+/* srv_start with the default device and dma_kind, then srv_negotiate. */
+void srv_start_kind(struct test_srv *t, enum dt_device_kind kind);
+/* DMA_LOGGING_START over n ranges; returns as srv_call. */
+int srv_logging_start(struct test_srv *t, const struct vfu_dma_logging_range *r, uint32_t n,
+		      uint64_t page_size);
+/* DMA_LOGGING_REPORT with argsz for the whole bitmap; on success *bitmap points into the
+ * reply (whose header fields are checked). */
+int srv_report(struct test_srv *t, uint64_t iova, uint64_t length, uint64_t page_size,
+	       const uint8_t **bitmap);
+/* Bit n of a bitmap. */
+bool bm_bit(const uint8_t *bm, uint64_t n);
+/* Mappings in the server's container. */
+uint64_t srv_mappings(struct test_srv *t);
+
 /* A memfd of size bytes, mapped here at *va. */
 int memfd_new(uint64_t size, void **va);
 
