@@ -6,7 +6,7 @@
  * (the rest is kept for later), pinned pages in every report, a PASSTHROUGH device's whole
  * scope, every refusal (leaving the dirty state alone), the bitmap size limit negotiated
  * exactly, DMA_UNMAP with a dirty bitmap, and a randomized comparison of reports against a
- * naive model (seed printed; VFU_SEED=n replays).
+ * naive model (seed printed; DT_SEED=n replays).
  */
 #include "vfu_test.h"
 
@@ -427,12 +427,12 @@ static uint64_t next_rand(void)
 static void test_report_random(void **state)
 {
 	struct vfu_dma_logging_range all = {.iova = M_BASE, .length = M_SIZE};
-	const char *env = getenv("VFU_SEED");
+	const char *env = getenv("DT_SEED");
 	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
 	const uint8_t *bm;
 	int fds[2];
 
-	print_message("test_report_random: seed %llu (VFU_SEED=%llu replays)\n",
+	print_message("test_report_random: seed %llu (DT_SEED=%llu to replay)\n",
 		      (unsigned long long)seed, (unsigned long long)seed);
 	rng = seed * 2654435761u + 1;
 	srv_start_kind(&T, DT_DEVICE_LOGGING);
