@@ -194,12 +194,15 @@ static void pending_drop_all(struct dt_vfu_server *s)
 
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify)
 {
+	/* The socket and the client's limits are read by dt_vfu_dma_rw under the lock. */
+	pthread_rwlock_wrlock(&s->maps_lock);
 	if (s->sock >= 0) {
 		sys_close(s->sock);
 		s->sock = -1;
 	}
 	s->negotiated = false;
 	vfu_caps_default(&s->peer);
+	pthread_rwlock_unlock(&s->maps_lock);
 	pending_drop_all(s);
 	vfu_unmap_all(s);
 	vfu_logging_stop(s);
@@ -251,9 +254,11 @@ int dt_vfu_server_accept(struct dt_vfu_server *s)
 	fd = vfu_accept(s->listen_fd);
 	if (fd < 0)
 		return fd;
+	pthread_rwlock_wrlock(&s->maps_lock);
 	s->sock = fd;
 	s->negotiated = false;
 	vfu_caps_default(&s->peer);
+	pthread_rwlock_unlock(&s->maps_lock);
 	return 0;
 }
 
@@ -332,7 +337,9 @@ static int handle_version(struct dt_vfu_server *s, struct vfu_msg *msg)
 	memcpy(s->out, p, len);
 	s->out_len = len;
 	free(p);
+	pthread_rwlock_wrlock(&s->maps_lock);
 	s->peer = peer;
+	pthread_rwlock_unlock(&s->maps_lock);
 	s->negotiated = true;
 	return 0;
 }
