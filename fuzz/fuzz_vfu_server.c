@@ -186,18 +186,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct iovec iov = {.iov_base = (void *)(data + 1), .iov_len = size - 1};
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
-		if (data[0] == 0xfe && size > 1) {
-			struct cmsghdr *c;
-
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.b;
-			mh.msg_controllen = sizeof(ctl.b);
-			c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &memfd, sizeof(int));
-		}
+		if (data[0] == 0xfe && size > 1)
+			vfu_put_fds(&mh, ctl.b, sizeof(ctl.b), &memfd, 1);
 		fcntl(sp[0], F_SETFL, O_NONBLOCK);
 		fcntl(sp[1], F_SETFL, O_NONBLOCK);
 		if (size > 1)

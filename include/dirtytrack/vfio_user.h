@@ -142,7 +142,8 @@ struct dt_vfu_server_opts {
 
 /* NULL and errno on failure (EINVAL bad options, EADDRINUSE / EEXIST path, ENOMEM). */
 struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts);
-/* Drop the client (as "client lost", without callbacks), unlink the socket, free. */
+/* Drop the client (as "client lost", without callbacks), unlink the socket file if it is
+ * still the one we made, free. */
 void dt_vfu_server_free(struct dt_vfu_server *s);
 
 /* Block until a client connects. -EBUSY if one is connected, -EINVAL for a server made from

@@ -153,7 +153,7 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 			r = -ENOMEM;
 			goto fail;
 		}
-		s->listen_fd = vfu_listen(opts->path);
+		s->listen_fd = sys_listen_unix(opts->path, 0, 4, &s->path_dev, &s->path_ino);
 		if (s->listen_fd < 0) {
 			r = s->listen_fd;
 			goto fail;
@@ -227,8 +227,14 @@ void dt_vfu_server_free(struct dt_vfu_server *s)
 	s->freeing = true;
 	vfu_server_drop_client(s, false);
 	if (s->listen_fd >= 0) {
+		uint64_t dev, ino;
+		uint32_t mode;
+
 		sys_close(s->listen_fd);
-		sys_unlink(s->path);
+		/* Only the socket file we made: another server may have replaced it. */
+		if (!sys_lstat(s->path, &mode, &dev, &ino) && dev == s->path_dev &&
+		    ino == s->path_ino)
+			sys_unlink(s->path);
 	}
 	dt_iommu_free(s->iommu);
 	pthread_rwlock_destroy(&s->maps_lock);

@@ -53,7 +53,8 @@ struct dt_vfu_server {
 	struct dt_vfu_irq irqs[VFU_SRV_MAX_IRQS];
 	struct dt_vfu_server_ops ops;
 	char *path;
-	bool freeing; /* dt_vfu_server_free: no more device callbacks */
+	uint64_t path_dev, path_ino; /* the socket file we made */
+	bool freeing;		     /* dt_vfu_server_free: no more device callbacks */
 
 	/* Our limits. */
 	uint32_t max_fds;

@@ -23,16 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PG 4096ull
-
-static struct test_srv T;
-
-static int teardown(void **state)
-{
-	srv_free(&T);
-	return 0;
-}
-
 static void test_regions(void **state)
 {
 	struct dt_vfu_server_opts o;
@@ -236,13 +226,13 @@ static void test_irqs(void **state)
 				  .flags = VFU_IRQ_SET_DATA_EVENTFD | VFU_IRQ_SET_ACTION_TRIGGER,
 				  .index = 0,
 				  .count = 1};
-	int before = open_fds();
+	int before = count_open_fds();
 
 	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is), e, 1), 0);
-	assert_int_equal(open_fds(), before + 1);
+	assert_int_equal(count_open_fds(), before + 1);
 	assert_int_equal(srv_stop_client(&T), 0);
 	/* The eventfd copy, and both ends of the socketpair. */
-	assert_int_equal(open_fds(), before - 2);
+	assert_int_equal(count_open_fds(), before - 2);
 	assert_int_equal(dt_vfu_irq_trigger(T.s, 0, 0), -ENOENT);
 	for (int i = 0; i < 4; i++)
 		close(e[i]);
@@ -635,16 +625,16 @@ static void test_socket_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_regions, teardown),
-		cmocka_unit_test_teardown(test_irqs, teardown),
-		cmocka_unit_test_teardown(test_reset, teardown),
-		cmocka_unit_test_teardown(test_migration_feature, teardown),
-		cmocka_unit_test_teardown(test_state_machine, teardown),
-		cmocka_unit_test_teardown(test_state_refused_arc, teardown),
-		cmocka_unit_test_teardown(test_mig_data, teardown),
-		cmocka_unit_test_teardown(test_client_lost, teardown),
-		cmocka_unit_test_teardown(test_client_lost_resuming, teardown),
-		cmocka_unit_test_teardown(test_socket_path, teardown),
+		cmocka_unit_test_teardown(test_regions, srv_teardown),
+		cmocka_unit_test_teardown(test_irqs, srv_teardown),
+		cmocka_unit_test_teardown(test_reset, srv_teardown),
+		cmocka_unit_test_teardown(test_migration_feature, srv_teardown),
+		cmocka_unit_test_teardown(test_state_machine, srv_teardown),
+		cmocka_unit_test_teardown(test_state_refused_arc, srv_teardown),
+		cmocka_unit_test_teardown(test_mig_data, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost_resuming, srv_teardown),
+		cmocka_unit_test_teardown(test_socket_path, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,18 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KB 1024ull
-#define MB (1024ull * KB)
-#define PG 4096ull
-
-static struct test_srv T;
-
-static int teardown(void **state)
-{
-	srv_free(&T);
-	return 0;
-}
-
 /* ---- mappings ---------------------------------------------------------------------------- */
 
 static int maps_seen, unmaps_seen, refuse_map;
@@ -301,7 +289,7 @@ static void test_message_mapping_queue(void **state)
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_READ);
 	int many[20];
 	struct vfu_device_info di = {.argsz = sizeof(di)};
-	int before = open_fds();
+	int before = count_open_fds();
 
 	memcpy(&d, T.reply.payload, sizeof(d));
 	for (int i = 0; i < 20; i++)
@@ -330,7 +318,7 @@ static void test_message_mapping_queue(void **state)
 	assert_int_equal(T.reply.hdr.msg_id, T.id);
 	assert_int_equal(T.reply.hdr.flags, VFU_F_TYPE_REPLY | VFU_F_ERROR);
 	assert_int_equal(T.reply.hdr.error, EINVAL);
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	/* And serving goes on. */
 	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_RESET, NULL, 0, NULL, 0), 0);
 }
@@ -408,11 +396,11 @@ static void test_dma_rw_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_map_unmap, teardown),
-		cmocka_unit_test_teardown(test_message_mapping, teardown),
-		cmocka_unit_test_teardown(test_message_mapping_queue, teardown),
-		cmocka_unit_test_teardown(test_message_mapping_client_gone, teardown),
-		cmocka_unit_test_teardown(test_dma_rw_concurrent, teardown),
+		cmocka_unit_test_teardown(test_map_unmap, srv_teardown),
+		cmocka_unit_test_teardown(test_message_mapping, srv_teardown),
+		cmocka_unit_test_teardown(test_message_mapping_queue, srv_teardown),
+		cmocka_unit_test_teardown(test_message_mapping_client_gone, srv_teardown),
+		cmocka_unit_test_teardown(test_dma_rw_concurrent, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

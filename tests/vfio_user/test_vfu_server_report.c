@@ -18,18 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KB 1024ull
-#define MB (1024ull * KB)
-#define PG 4096ull
-
-static struct test_srv T;
-
-static int teardown(void **state)
-{
-	srv_free(&T);
-	return 0;
-}
-
 /* ---- the naive model: a set of dirty 4 KiB pages over [base, base + size) ---------------- */
 
 #define M_BASE	(2 * MB)
@@ -468,14 +456,14 @@ static void test_report_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_report_exact, teardown),
-		cmocka_unit_test_teardown(test_report_subrange, teardown),
-		cmocka_unit_test_teardown(test_report_pinned, teardown),
-		cmocka_unit_test_teardown(test_report_passthrough, teardown),
-		cmocka_unit_test_teardown(test_report_refused, teardown),
-		cmocka_unit_test_teardown(test_report_bitmap_limit, teardown),
-		cmocka_unit_test_teardown(test_unmap_bitmap, teardown),
-		cmocka_unit_test_teardown(test_report_random, teardown),
+		cmocka_unit_test_teardown(test_report_exact, srv_teardown),
+		cmocka_unit_test_teardown(test_report_subrange, srv_teardown),
+		cmocka_unit_test_teardown(test_report_pinned, srv_teardown),
+		cmocka_unit_test_teardown(test_report_passthrough, srv_teardown),
+		cmocka_unit_test_teardown(test_report_refused, srv_teardown),
+		cmocka_unit_test_teardown(test_report_bitmap_limit, srv_teardown),
+		cmocka_unit_test_teardown(test_unmap_bitmap, srv_teardown),
+		cmocka_unit_test_teardown(test_report_random, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

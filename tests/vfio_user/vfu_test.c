@@ -5,7 +5,6 @@
  */
 #include "vfu_test.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+struct test_srv T;
+
+int srv_teardown(void **state)
+{
+	srv_free(&T);
+	return 0;
+}
 
 static int64_t td_region_rw(void *opaque, uint32_t index, uint64_t offset, void *buf,
 			    uint32_t count, bool write)
@@ -196,41 +203,11 @@ void srv_send(struct test_srv *t, uint16_t cmd, uint32_t flags, const void *payl
 	struct iovec iov[2] = {{.iov_base = &h, .iov_len = sizeof(h)},
 			       {.iov_base = (void *)payload, .iov_len = len}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-	size_t total = sizeof(h) + len, sent = 0;
 
 	/* Raw, so that tests can attach more descriptors than the library would send. */
 	assert_true(nfds <= 64);
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	while (sent < total) {
-		ssize_t r = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
-
-		assert_true(r > 0);
-		sent += (size_t)r;
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
-		while (r > 0) {
-			if ((size_t)r >= mh.msg_iov[0].iov_len) {
-				r -= (ssize_t)mh.msg_iov[0].iov_len;
-				mh.msg_iov++;
-				mh.msg_iovlen--;
-			} else {
-				mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + r;
-				mh.msg_iov[0].iov_len -= (size_t)r;
-				r = 0;
-			}
-		}
-	}
+	vfu_put_fds(&mh, ctl.b, sizeof(ctl.b), fds, nfds);
+	assert_int_equal(vfu_sendmsg_all(t->fd, &mh), 0);
 }
 
 int srv_recv(struct test_srv *t)
@@ -390,16 +367,4 @@ int memfd_new(uint64_t size, void **va)
 		assert_true(*va != MAP_FAILED);
 	}
 	return fd;
-}
-
-int open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
 }

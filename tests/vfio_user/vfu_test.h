@@ -25,6 +25,10 @@
 
 #include "vfio_user/msg.h"
 
+/* count_open_fds() and friends. */
+#include "../core/test_util.h"
+#include "../transport/transport_test.h"
+
 #define TD_NREGIONS  3
 #define TD_REGION_SZ 4096
 #define TD_MIG_MAX   (1 << 20)
@@ -62,6 +66,14 @@ struct test_srv {
 	uint8_t buf[(1 << 20) + 65536]; /* the last reply */
 	struct vfu_msg reply;
 };
+
+#define KB 1024ull
+#define MB (1024ull * KB)
+#define PG 4096ull
+
+/* The one server of a test program, and the cmocka teardown that frees it. */
+extern struct test_srv T;
+int srv_teardown(void **state);
 
 /* Options for the default test device; the caller may change them before srv_start. */
 void srv_default_opts(struct test_srv *t, struct dt_vfu_server_opts *o);
@@ -112,8 +124,5 @@ uint64_t srv_mappings(struct test_srv *t);
 
 /* A memfd of size bytes, mapped here at *va. */
 int memfd_new(uint64_t size, void **va);
-
-/* Count of open descriptors of the process. */
-int open_fds(void);
 
 #endif
