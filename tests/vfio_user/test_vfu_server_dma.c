@@ -181,15 +181,35 @@ static int serve_until_reply(uint16_t id, int fail_with, int *requests)
 }
 
 /* A REGION_WRITE to region 2 makes the device do the DMA set up in dma_*. */
-static int device_dma(int fail_with, int *requests)
+/* A server whose client said json (NULL: srv_negotiate), a message mapping over client_mem
+ * at MSG_BASE, and a device that does the DMA set up in dma_* when region 2 is written. */
+static void message_mapping_setup(const char *json)
+{
+	srv_start(&T, NULL);
+	if (json)
+		assert_int_equal(srv_version(&T, json), 0);
+	else
+		srv_negotiate(&T);
+	T.dev.on_write2 = on_write2;
+	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	dma_rw_result = 0;
+}
+
+/* Write region 2, so that the device starts its DMA; returns the command's id. */
+static uint16_t kick_device(void)
 {
 	uint8_t buf[20] = {0};
 	struct vfu_region_access a = {.offset = 0, .region = 2, .count = 4};
 
 	memcpy(buf, &a, sizeof(a));
-	*requests = 0;
 	srv_send(&T, VFU_CMD_REGION_WRITE, 0, buf, sizeof(buf), NULL, 0);
-	assert_int_equal(serve_until_reply(T.id, fail_with, requests), 0);
+	return T.id;
+}
+
+static int device_dma(int fail_with, int *requests)
+{
+	*requests = 0;
+	assert_int_equal(serve_until_reply(kick_device(), fail_with, requests), 0);
 	return dma_rw_result;
 }
 
@@ -200,14 +220,9 @@ static void test_message_mapping(void **state)
 	uint8_t *fdmem;
 	int fd = memfd_new(16 * KB, (void **)&fdmem), n;
 
-	srv_start(&T, NULL);
 	/* The client takes 4 KiB per DMA message. */
-	assert_int_equal(srv_version(&T, "{\"capabilities\":{\"max_msg_fds\":8,"
-					 "\"max_data_xfer_size\":4096,\"migration\":"
-					 "{\"pgsize\":4096,\"max_bitmap_size\":65536}}}"),
-			 0);
-	T.dev.on_write2 = on_write2;
-	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	message_mapping_setup("{\"capabilities\":{\"max_msg_fds\":8,\"max_data_xfer_size\":4096,"
+			      "\"migration\":{\"pgsize\":4096,\"max_bitmap_size\":65536}}}");
 	/* An fd mapping right after it. */
 	assert_int_equal(srv_dma_map(&T, MSG_BASE + sizeof(client_mem), 16 * KB, fd, 0, 3), 0);
 	assert_int_equal(srv_logging_start(&T, &all, 0, PG), 0);
@@ -268,22 +283,15 @@ static void test_message_mapping(void **state)
  * answered after the command that caused the DMA. */
 static void test_message_mapping_queue(void **state)
 {
-	uint8_t buf[20] = {0};
-	struct vfu_region_access a = {.offset = 0, .region = 2, .count = 4};
 	struct vfu_dma_access d;
 	uint16_t write_id;
 
-	srv_start(&T, NULL);
-	srv_negotiate(&T);
-	T.dev.on_write2 = on_write2;
-	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	message_mapping_setup(NULL);
 	dma_iova = MSG_BASE;
 	dma_len = 4;
 	dma_write = false;
 	memcpy(client_mem, "WXYZ", 4);
-	memcpy(buf, &a, sizeof(a));
-	srv_send(&T, VFU_CMD_REGION_WRITE, 0, buf, sizeof(buf), NULL, 0);
-	write_id = T.id;
+	write_id = kick_device();
 	/* The DMA_READ request comes; before answering, send a reset. */
 	assert_int_equal(srv_recv(&T), 0);
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_READ);
@@ -327,19 +335,11 @@ static void test_message_mapping_queue(void **state)
  * server cleans up. */
 static void test_message_mapping_client_gone(void **state)
 {
-	uint8_t buf[20] = {0};
-	struct vfu_region_access a = {.offset = 0, .region = 2, .count = 4};
-
-	srv_start(&T, NULL);
-	srv_negotiate(&T);
-	T.dev.on_write2 = on_write2;
-	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	message_mapping_setup(NULL);
 	dma_iova = MSG_BASE;
 	dma_len = 4;
 	dma_write = true;
-	dma_rw_result = 0;
-	memcpy(buf, &a, sizeof(a));
-	srv_send(&T, VFU_CMD_REGION_WRITE, 0, buf, sizeof(buf), NULL, 0);
+	kick_device();
 	assert_int_equal(srv_recv(&T), 0);
 	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_WRITE);
 	assert_int_equal(srv_stop_client(&T), 0);
@@ -352,7 +352,7 @@ static void test_message_mapping_client_gone(void **state)
 /* A device thread doing DMA on one fd mapping while the client maps and unmaps others (the
  * list grows and moves): every access succeeds and sees the memory. */
 static _Atomic int dma_thread_stop;
-static int dma_thread_errors, dma_thread_runs;
+static _Atomic int dma_thread_errors, dma_thread_runs;
 
 static void *dma_thread(void *arg)
 {
@@ -378,7 +378,10 @@ static void test_dma_rw_concurrent(void **state)
 	dma_thread_stop = 0;
 	dma_thread_errors = dma_thread_runs = 0;
 	assert_int_equal(pthread_create(&th, NULL, dma_thread, NULL), 0);
-	for (int round = 0; round < 4; round++) {
+	while (!dma_thread_runs)
+		usleep(100);
+	/* At least 4 rounds, and until the device thread made 1000 accesses meanwhile. */
+	for (int round = 0; round < 4 || dma_thread_runs < 1000; round++) {
 		for (uint64_t k = 0; k < 40; k++)
 			assert_int_equal(
 				srv_dma_map(&T, (k + 1) * MB, 4 * KB, k % 2 ? other : -1, 0, 3), 0);
@@ -388,7 +391,7 @@ static void test_dma_rw_concurrent(void **state)
 	dma_thread_stop = 1;
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(dma_thread_errors, 0);
-	assert_true(dma_thread_runs > 0);
+	assert_true(dma_thread_runs >= 1000);
 	close(fd);
 	close(other);
 }
