@@ -555,6 +555,43 @@ static void test_client_lost_resuming(void **state)
 	assert_int_equal(dt_vfu_server_mig_state(T.s), VFU_MIG_STATE_RUNNING);
 }
 
+/* The device refuses an arc of the walk back: it stays where the last good arc left it. */
+static void test_client_lost_refused_arc(void **state)
+{
+	srv_start(&T, NULL);
+	srv_negotiate(&T);
+	assert_int_equal(srv_set_state(&T, VFU_MIG_STATE_STOP_COPY), 0);
+	T.dev.narcs = 0;
+	T.dev.fail_arc_to = VFU_MIG_STATE_RUNNING;
+	assert_int_equal(srv_stop_client(&T), 0);
+	assert_int_equal(T.dev.client_lost, 1);
+	assert_int_equal(T.dev.narcs, 1);
+	assert_int_equal(dt_vfu_server_mig_state(T.s), VFU_MIG_STATE_STOP);
+}
+
+/* A client that takes no descriptors gets mmap regions without MMAP (and without a fd). */
+static void test_region_info_no_fds(void **state)
+{
+	struct dt_vfu_server_opts o;
+	struct dt_vfu_region regs[1];
+	struct vfu_region_info ri = {.argsz = sizeof(ri), .index = 0};
+	int mfd = memfd_new(PG, NULL);
+
+	srv_default_opts(&T, &o);
+	regs[0] = (struct dt_vfu_region){
+		.size = PG, .flags = DT_VFU_REGION_READ | DT_VFU_REGION_MMAP, .fd = mfd};
+	o.regions = regs;
+	o.num_regions = 1;
+	srv_start(&T, &o);
+	assert_int_equal(srv_version(&T, "{\"capabilities\":{\"max_msg_fds\":0}}"), 0);
+	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), NULL, 0), 0);
+	memcpy(&ri, T.reply.payload, sizeof(ri));
+	assert_int_equal(ri.flags, VFU_REGION_F_READ);
+	assert_int_equal(ri.offset, 0);
+	assert_int_equal(T.reply.nfds, 0);
+	close(mfd);
+}
+
 /* ---- a real socket ---------------------------------------------------------------------- */
 
 static void *accept_and_run(void *arg)
@@ -634,6 +671,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_mig_data, srv_teardown),
 		cmocka_unit_test_teardown(test_client_lost, srv_teardown),
 		cmocka_unit_test_teardown(test_client_lost_resuming, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost_refused_arc, srv_teardown),
+		cmocka_unit_test_teardown(test_region_info_no_fds, srv_teardown),
 		cmocka_unit_test_teardown(test_socket_path, srv_teardown),
 	};
 
