@@ -138,6 +138,9 @@ struct dt_vfu_server_opts {
 	uint64_t max_bitmap_size;
 	uint32_t max_dma_maps;
 	uint64_t log_pgsize;
+	/* How long dt_vfu_dma_rw waits for the client's answer to one DMA_READ / DMA_WRITE
+	 * (ms; 0: 10 s, -1: forever). On timeout the connection is given up (-ETIMEDOUT). */
+	int dma_timeout_ms;
 };
 
 /* NULL and errno on failure (EINVAL bad options, EADDRINUSE / EEXIST path, ENOMEM). */
@@ -175,7 +178,8 @@ struct dt_device *dt_vfu_server_device(struct dt_vfu_server *s);
  * dt_dma_rw(); message mappings through DMA_READ / DMA_WRITE to the client (in pieces of the
  * client's max_data_xfer_size), a write then marked with dt_dma_log(). The range may span
  * adjacent mappings of both kinds. 0 or -EINVAL (outside the mappings), -EPERM, -ENOTCONN,
- * -EIO (the client's error reply), -EPROTO (a bad reply).
+ * -EIO (the client's error reply), -EPROTO (a bad reply), -ETIMEDOUT (no answer in
+ * opts.dma_timeout_ms: the connection is then given up).
  */
 int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len, bool write);
 

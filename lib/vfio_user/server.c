@@ -89,6 +89,8 @@ static int check_opts(const struct dt_vfu_server_opts *o)
 	if (o->log_pgsize && (!is_pow2(o->log_pgsize) || o->log_pgsize < 4096))
 		return log_fail(-EINVAL, "dt_vfu_server_new: log_pgsize %llu",
 				(unsigned long long)o->log_pgsize);
+	if (o->dma_timeout_ms < -1)
+		return log_fail(-EINVAL, "dt_vfu_server_new: dma_timeout_ms %d", o->dma_timeout_ms);
 	if (o->dma_kind != DT_DEVICE_EMULATED && o->dma_kind != DT_DEVICE_LOGGING &&
 	    o->dma_kind != DT_DEVICE_PASSTHROUGH)
 		return log_fail(-EINVAL, "dt_vfu_server_new: dma_kind %d", (int)o->dma_kind);

@@ -17,6 +17,7 @@
 #include "vfio_user/server_impl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -413,9 +414,19 @@ int vfu_dirty_bitmap(struct dt_vfu_server *s, uint64_t iova, uint64_t length, ui
 /* Wait for the reply to our request (id, cmd); commands that come first are queued. */
 static int wait_reply(struct dt_vfu_server *s, uint16_t id, uint16_t cmd, struct vfu_msg *msg)
 {
+	int ms = s->opts.dma_timeout_ms ? s->opts.dma_timeout_ms : 10000;
+	uint64_t deadline = sys_deadline_ms(ms);
+
 	for (;;) {
-		int r = vfu_msg_recv(s->sock, s->dbuf, s->max_xfer + VFU_SRV_MSG_SLACK, s->max_fds,
-				     msg);
+		struct pollfd p = {.fd = s->sock, .events = POLLIN};
+		int r = sys_poll_until(&p, 1, deadline);
+
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0)
+			return r;
+		r = vfu_msg_recv(s->sock, s->dbuf, s->max_xfer + VFU_SRV_MSG_SLACK, s->max_fds,
+				 msg);
 
 		if (r == -EBADMSG) {
 			/* Bad descriptors (closed): refused in turn, as process() would. */

@@ -349,6 +349,39 @@ static void test_message_mapping_client_gone(void **state)
 	assert_false(dt_vfu_server_connected(T.s));
 }
 
+/* The client never answers: after dma_timeout_ms the device gets -ETIMEDOUT and the server
+ * gives the connection up. */
+static void test_message_mapping_timeout(void **state)
+{
+	struct dt_vfu_server_opts o;
+
+	srv_default_opts(&T, &o);
+	o.dma_timeout_ms = 100;
+	srv_start(&T, &o);
+	srv_negotiate(&T);
+	T.dev.on_write2 = on_write2;
+	assert_int_equal(srv_dma_map(&T, MSG_BASE, sizeof(client_mem), -1, 0, 3), 0);
+	dma_iova = MSG_BASE;
+	dma_len = 4;
+	dma_write = false;
+	dma_rw_result = 0;
+	kick_device();
+	assert_int_equal(srv_recv(&T), 0);
+	assert_int_equal(T.reply.hdr.cmd, VFU_CMD_DMA_READ);
+	/* No answer: the server closes. */
+	assert_int_equal(srv_recv(&T), -ECONNRESET);
+	assert_int_equal(srv_stop_client(&T), 0);
+	assert_int_equal(dma_rw_result, -ETIMEDOUT);
+	assert_int_equal(T.dev.client_lost, 1);
+	assert_int_equal(srv_mappings(&T), 0);
+	/* A timeout below -1 is refused. */
+	o.dma_timeout_ms = -2;
+	o.fd = -1;
+	o.path = "/nonexistent/x";
+	assert_null(dt_vfu_server_new(&o));
+	assert_int_equal(errno, EINVAL);
+}
+
 /* A device thread doing DMA on one fd mapping while the client maps and unmaps others (the
  * list grows and moves): every access succeeds and sees the memory. */
 static _Atomic int dma_thread_stop;
@@ -403,6 +436,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_message_mapping, srv_teardown),
 		cmocka_unit_test_teardown(test_message_mapping_queue, srv_teardown),
 		cmocka_unit_test_teardown(test_message_mapping_client_gone, srv_teardown),
+		cmocka_unit_test_teardown(test_message_mapping_timeout, srv_teardown),
 		cmocka_unit_test_teardown(test_dma_rw_concurrent, srv_teardown),
 	};
 
