@@ -31,9 +31,11 @@
  *
  * Errors: 0 (or a count) or a negative errno with one log line. A client's bad message gets
  * an error reply with the errno and never changes state partially.
- * Thread safety: one thread runs accept/process/run; dt_vfu_dma_rw and dt_vfu_irq_trigger
- * may also be called from the device's callbacks. dt_vfu_dma_rw on message mappings and
- * process() must not run concurrently in different threads (they share the socket).
+ * Thread safety: one thread runs accept/process/run. dt_vfu_dma_rw on fd mappings and
+ * dt_vfu_irq_trigger may be called from any thread, also concurrently with process() (the
+ * mapping list and the eventfds are locked), and from the device's callbacks. dt_vfu_dma_rw
+ * on message mappings talks on the socket: only from the device's callbacks (inside
+ * process) or while no process() runs.
  */
 #ifndef DIRTYTRACK_VFIO_USER_H
 #define DIRTYTRACK_VFIO_USER_H
@@ -136,17 +138,22 @@ struct dt_vfu_server_opts {
 	uint64_t max_bitmap_size;
 	uint32_t max_dma_maps;
 	uint64_t log_pgsize;
+	/* How long dt_vfu_dma_rw waits for the client's answer to one DMA_READ / DMA_WRITE
+	 * (ms; 0: 10 s, -1: forever). On timeout the connection is given up (-ETIMEDOUT). */
+	int dma_timeout_ms;
 };
 
 /* NULL and errno on failure (EINVAL bad options, EADDRINUSE / EEXIST path, ENOMEM). */
 struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts);
-/* Drop the client (as "client lost", without callbacks), unlink the socket, free. */
+/* Drop the client (as "client lost", without callbacks), unlink the socket file if it is
+ * still the one we made, free. */
 void dt_vfu_server_free(struct dt_vfu_server *s);
 
 /* Block until a client connects. -EBUSY if one is connected, -EINVAL for a server made from
  * a connected fd. */
 int dt_vfu_server_accept(struct dt_vfu_server *s);
-/* The fd to poll: the client's socket when connected, else the listening socket. */
+/* The fd to poll: the client's socket when connected, else the listening socket (-ENOTCONN
+ * for a server made from a connected fd whose client went away). */
 int dt_vfu_server_fd(const struct dt_vfu_server *s);
 /* A client is connected. */
 bool dt_vfu_server_connected(const struct dt_vfu_server *s);
@@ -171,7 +178,8 @@ struct dt_device *dt_vfu_server_device(struct dt_vfu_server *s);
  * dt_dma_rw(); message mappings through DMA_READ / DMA_WRITE to the client (in pieces of the
  * client's max_data_xfer_size), a write then marked with dt_dma_log(). The range may span
  * adjacent mappings of both kinds. 0 or -EINVAL (outside the mappings), -EPERM, -ENOTCONN,
- * -EIO (the client's error reply), -EPROTO (a bad reply).
+ * -EIO (the client's error reply), -EPROTO (a bad reply), -ETIMEDOUT (no answer in
+ * opts.dma_timeout_ms: the connection is then given up).
  */
 int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len, bool write);
 

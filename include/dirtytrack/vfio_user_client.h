@@ -144,8 +144,10 @@ int dt_vfu_client_dma_map(struct dt_vfu_client *c, uint64_t iova, uint64_t size,
  * server's dirty pages of the range since its last report, at pgsize (bit n = page
  * iova + n * pgsize), OR-ed into bitmap (bitmap_size bytes, at least ceil(bits / 64) * 8);
  * they are also logged into the mirror, so a dirty set still gets them. While DMA logging is
- * on, the mirror keeps the range ("retired") until logging stops, so its dirty pages are
- * still harvested; mapping an overlapping different range meanwhile is -EBUSY.
+ * on, the client asks for the bitmap even without one here (at 4 KiB, or coarser if the
+ * negotiated bitmap size needs it) and logs it into the mirror, and the mirror keeps the
+ * range ("retired") until logging stops, so its dirty pages are still harvested; mapping an
+ * overlapping range meanwhile is -EBUSY.
  */
 int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t size, uint64_t pgsize,
 			    void *bitmap, uint64_t bitmap_size);
@@ -178,7 +180,8 @@ int dt_vfu_client_dma_logging_stop(struct dt_vfu_client *c);
  * below the device's own granule the server replicates its bits), OR-ed into bitmap (bit n = page iova + n * page_size; bitmap_size bytes, at least
  * ceil(bits / 64) * 8). Split into several requests when the bitmap would pass the
  * negotiated maximum. Returns the number of dirty pages, or a negative errno. These pages
- * go to the caller only: the mirror is not touched.
+ * go to the caller only: the mirror is not touched, so on a client added to a dirty set a
+ * report takes pages away from the next harvest (use the set there).
  */
 int64_t dt_vfu_client_report(struct dt_vfu_client *c, uint64_t iova, uint64_t length,
 			     uint64_t page_size, void *bitmap, uint64_t bitmap_size);

@@ -12,6 +12,7 @@
 #include "sys/sys.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -19,6 +20,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,4 +252,73 @@ int sys_unlink(const char *path)
 int sys_chmod(const char *path, uint32_t mode)
 {
 	NET_RETRY(int, chmod(path, (mode_t)mode));
+}
+
+int sys_unix_address(const char *path, struct sockaddr_un *sun)
+{
+	size_t len;
+
+	if (!path || !*path)
+		return -EINVAL;
+	len = strlen(path);
+	if (len >= sizeof(sun->sun_path))
+		return -ENAMETOOLONG;
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, len + 1);
+	return 0;
+}
+
+/* Make room for a socket file at path: replace an old socket, refuse anything else. */
+static int unix_clear_path(const char *path)
+{
+	uint64_t dev, ino;
+	uint32_t mode;
+	int r = sys_lstat(path, &mode, &dev, &ino);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r)
+		return r;
+	if (!S_ISSOCK(mode))
+		return -EEXIST;
+	r = sys_unlink(path);
+	return r == -ENOENT ? 0 : r;
+}
+
+int sys_listen_unix(const char *path, int type_flags, int backlog, uint64_t *dev, uint64_t *ino)
+{
+	struct sockaddr_un sun;
+	uint64_t d = 0, i = 0;
+	uint32_t mode;
+	bool bound;
+	int fd = -1, r;
+
+	r = sys_unix_address(path, &sun);
+	if (!r)
+		r = unix_clear_path(path);
+	if (!r)
+		r = fd = sys_socket(AF_UNIX, SOCK_STREAM | type_flags, 0);
+	if (r >= 0)
+		r = sys_bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	bound = r == 0;
+	/* 0600 before listen(): until then a connect is refused, so nobody gets in early. */
+	if (!r)
+		r = sys_chmod(path, 0600);
+	if (!r)
+		r = sys_lstat(path, &mode, &d, &i);
+	if (!r)
+		r = sys_listen(fd, backlog);
+	if (r < 0) {
+		if (bound)
+			sys_unlink(path);
+		if (fd >= 0)
+			sys_close(fd);
+		return r;
+	}
+	if (dev)
+		*dev = d;
+	if (ino)
+		*ino = i;
+	return fd;
 }

@@ -94,6 +94,18 @@ int sys_lstat(const char *path, uint32_t *mode, uint64_t *dev, uint64_t *ino);
 int sys_unlink(const char *path);
 /* fstat(): st_mode and st_size of an open descriptor. */
 int sys_fstat(int fd, uint32_t *mode, uint64_t *size);
+
+/* The address of a UNIX socket path: -EINVAL for NULL or "", -ENAMETOOLONG. */
+struct sockaddr_un;
+int sys_unix_address(const char *path, struct sockaddr_un *sun);
+/*
+ * A listening UNIX stream socket at path (type_flags added to SOCK_STREAM, e.g.
+ * SOCK_NONBLOCK). The file is made mode 0600 before listen(), so nobody connects earlier and
+ * the process-wide umask is left alone; an old socket file at path is replaced, any other
+ * kind of file is -EEXIST. *dev and *ino (both optional) identify the file made, so that only
+ * that one is unlinked later. Returns the fd, or a negative errno with nothing left behind.
+ */
+int sys_listen_unix(const char *path, int type_flags, int backlog, uint64_t *dev, uint64_t *ino);
 int sys_chmod(const char *path, uint32_t mode);
 
 #endif

@@ -388,25 +388,10 @@ struct dt_transport *dt_connect_tcp(const char *host, uint16_t port, int timeout
 	return sock_adopt(fd, SOCK_TCP);
 }
 
-int unix_address(const char *path, struct sockaddr_un *sun)
-{
-	size_t len;
-
-	if (!path || !*path)
-		return -EINVAL;
-	len = strlen(path);
-	if (len >= sizeof(sun->sun_path))
-		return -ENAMETOOLONG;
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	memcpy(sun->sun_path, path, len + 1);
-	return 0;
-}
-
 struct dt_transport *dt_connect_unix(const char *path, int timeout_ms)
 {
 	struct sockaddr_un sun;
-	int fd = timeout_ms < -1 ? -EINVAL : unix_address(path, &sun);
+	int fd = timeout_ms < -1 ? -EINVAL : sys_unix_address(path, &sun);
 
 	if (!fd)
 		fd = connect_addr((struct sockaddr *)&sun, sizeof(sun),

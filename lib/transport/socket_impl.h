@@ -18,8 +18,6 @@ enum sock_kind { SOCK_TCP, SOCK_UNIX, SOCK_FD };
 /* A transport over a connected socket fd (owned from now on, closed on failure). */
 struct dt_transport *sock_adopt(int fd, enum sock_kind kind);
 int set_nodelay(int fd);
-/* The address of a UNIX socket path: -EINVAL if too long or empty. */
-int unix_address(const char *path, struct sockaddr_un *sun);
 
 /* strerror_r of a negative errno (GNU version), and a log line ending in it. */
 static inline const char *err_text(int err, char *buf, size_t len)

@@ -140,59 +140,23 @@ fail:
 	return NULL;
 }
 
-/* Make room for a socket file at path: replace an old socket, refuse anything else. */
-static int unix_clear_path(const char *path)
-{
-	uint64_t dev, ino;
-	uint32_t mode;
-	int r = sys_lstat(path, &mode, &dev, &ino);
-
-	if (r == -ENOENT)
-		return 0;
-	if (r)
-		return r;
-	if (!S_ISSOCK(mode))
-		return -EEXIST;
-	r = sys_unlink(path);
-	return r == -ENOENT ? 0 : r;
-}
-
 struct dt_listener *dt_listen_unix(const char *path)
 {
 	struct dt_listener *l = NULL;
-	struct sockaddr_un sun;
-	bool bound = false;
 	uint64_t dev = 0, ino = 0;
-	uint32_t mode;
-	int fd = -1;
-	int r;
+	int fd, r;
 
-	r = unix_address(path, &sun);
-	if (!r)
-		r = unix_clear_path(path);
-	if (!r)
-		r = fd = sys_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	if (r >= 0)
-		r = sys_bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	bound = r == 0;
-	/* 0600 before listen(): until then a connect is refused, so nobody gets in early. */
-	if (!r)
-		r = sys_chmod(path, 0600);
-	if (!r)
-		r = sys_lstat(path, &mode, &dev, &ino);
-	if (!r)
-		r = sys_listen(fd, LISTEN_BACKLOG);
-	if (!r) {
+	r = fd = sys_listen_unix(path, SOCK_NONBLOCK, LISTEN_BACKLOG, &dev, &ino);
+	if (fd >= 0) {
 		l = listener_new(fd, AF_UNIX, path);
-		if (!l)
+		if (!l) {
 			r = -ENOMEM;
+			sys_unlink(path);
+			sys_close(fd);
+		}
 	}
 	if (r < 0) {
 		log_errno(r, "dt_listen_unix: %s", path ? path : "(null)");
-		if (bound)
-			sys_unlink(path);
-		if (fd >= 0)
-			sys_close(fd);
 		errno = -r;
 		return NULL;
 	}

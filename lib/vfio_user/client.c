@@ -463,7 +463,8 @@ int dt_vfu_client_process(struct dt_vfu_client *c)
 		struct vfu_msg msg;
 
 		if (c->broken) {
-			ret = log_fail(-ECONNRESET, "dt_vfu_client_process: the connection is broken");
+			ret = log_fail(-ECONNRESET,
+				       "dt_vfu_client_process: the connection is broken");
 			break;
 		}
 		if (poll(&p, 1, 0) <= 0)

@@ -181,7 +181,7 @@ int dt_vfu_client_dma_map(struct dt_vfu_client *c, uint64_t iova, uint64_t size,
 	if (fd >= 0 && !vaddr) {
 		m.vaddr = sys_mmap(NULL, size, PROT_READ | (prot & PROT_WRITE), MAP_SHARED, fd,
 				   (long)offset, &err);
-		if (m.vaddr == MAP_FAILED) {
+		if (!m.vaddr) {
 			ret = log_fail(err, "dt_vfu_client_dma_map: mmap of fd %d at 0x%llx: %d",
 				       fd, (unsigned long long)offset, err);
 			goto out;
@@ -325,6 +325,17 @@ int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t siz
 				       (unsigned long long)need, (unsigned long long)c->bitmap_max);
 			goto out;
 		}
+	} else if (c->logging) {
+		/* Without the bitmap the server would drop the range's dirty pages: fetch them
+		 * for the mirror anyway, at the finest page the bitmap limit allows (a coarser
+		 * page only marks more). */
+		pgsize = CLIENT_PAGE;
+		while (bitmap_bytes((size + pgsize - 1) / pgsize) > c->bitmap_max)
+			pgsize *= 2;
+		nbits = (size + pgsize - 1) / pgsize;
+		need = bitmap_bytes(nbits);
+	}
+	if (need) {
 		req.u.flags = VFU_DMA_UNMAP_F_GET_DIRTY_BITMAP;
 		req.b.pgsize = pgsize;
 		req.b.size = need;
@@ -335,7 +346,7 @@ int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t siz
 	ret = client_xact(c, VFU_CMD_DMA_UNMAP, &iov, 1, NULL, 0, want, &r);
 	if (ret)
 		goto out;
-	if (r.msg.len != want && !(!bitmap && r.msg.len == 0)) {
+	if (r.msg.len != want && !(!need && r.msg.len == 0)) {
 		client_reply_done(&r);
 		ret = client_break(
 			c, log_fail(-EPROTO,
@@ -348,10 +359,10 @@ int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t siz
 		struct vfu_bitmap gb = {0};
 
 		memcpy(&gu, r.msg.payload, sizeof(gu));
-		if (bitmap)
+		if (need)
 			memcpy(&gb, r.msg.payload + sizeof(gu), sizeof(gb));
 		if (gu.addr != iova || gu.size != size ||
-		    (bitmap && (gb.pgsize != pgsize || gb.size != need))) {
+		    (need && (gb.pgsize != pgsize || gb.size != need))) {
 			client_reply_done(&r);
 			ret = client_break(
 				c,
@@ -363,13 +374,15 @@ int dt_vfu_client_dma_unmap(struct dt_vfu_client *c, uint64_t iova, uint64_t siz
 			goto out;
 		}
 	}
-	if (bitmap) {
+	if (need) {
 		const uint8_t *bits = r.msg.payload + sizeof(req);
 		uint8_t tail = nbits % 8 ? (uint8_t)((1u << (nbits % 8)) - 1) : 0xff;
 
-		or_bytes(bitmap, bits, nbits / 8);
-		if (nbits % 8)
-			((uint8_t *)bitmap)[nbits / 8] |= bits[nbits / 8] & tail;
+		if (bitmap) {
+			or_bytes(bitmap, bits, nbits / 8);
+			if (nbits % 8)
+				((uint8_t *)bitmap)[nbits / 8] |= bits[nbits / 8] & tail;
+		}
 		if (c->logging)
 			log_bits(c, iova, size, pgsize, bits, nbits);
 	}

@@ -191,6 +191,7 @@ int vfu_msg_sendv(int sock, uint16_t msg_id, uint16_t cmd, uint32_t flags, uint3
 	struct msghdr mh = {.msg_iov = v};
 	uint64_t total = VFU_HDR_SIZE;
 	unsigned nv = 1;
+	int r;
 
 	if (niov > VFU_MAX_IOV || nfds > VFU_MAX_FDS || (niov && !iov) || (nfds && !fds))
 		return log_fail(-EINVAL, "vfu_msg_send: %u buffers, %u fds", niov, nfds);
@@ -210,40 +211,54 @@ int vfu_msg_sendv(int sock, uint16_t msg_id, uint16_t cmd, uint32_t flags, uint3
 			       .error = error};
 	v[0] = (struct iovec){.iov_base = &hdr, .iov_len = sizeof(hdr)};
 	mh.msg_iovlen = nv;
-	if (nfds) {
-		struct cmsghdr *c;
+	vfu_put_fds(&mh, ctl.b, sizeof(ctl.b), fds, nfds);
+	r = vfu_sendmsg_all(sock, &mh);
+	if (r && r != -ECONNRESET)
+		log_err("vfu_msg_send: %s: %s", vfu_cmd_name(cmd), strerror(-r));
+	return r;
+}
 
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+void vfu_put_fds(struct msghdr *mh, void *ctl, size_t ctl_size, const int *fds, unsigned nfds)
+{
+	struct cmsghdr *c;
+
+	mh->msg_control = NULL;
+	mh->msg_controllen = 0;
+	if (!nfds || CMSG_SPACE(sizeof(int) * nfds) > ctl_size)
+		return;
+	memset(ctl, 0, CMSG_SPACE(sizeof(int) * nfds));
+	mh->msg_control = ctl;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	c = CMSG_FIRSTHDR(mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+}
+
+int vfu_sendmsg_all(int sock, struct msghdr *mh)
+{
+	uint64_t total = 0;
+
+	for (size_t i = 0; i < mh->msg_iovlen; i++)
+		total += mh->msg_iov[i].iov_len;
 	while (total) {
-		int64_t r = sys_sendmsg(sock, &mh, 0);
+		int64_t r = sys_sendmsg(sock, mh, 0);
 
-		if (r <= 0) {
-			int err = r ? conn_errno(r) : -EIO;
-
-			if (err != -ECONNRESET)
-				log_err("vfu_msg_send: %s: %s", vfu_cmd_name(cmd), strerror(-err));
-			return err;
-		}
+		if (r <= 0)
+			return r ? conn_errno(r) : -EIO;
 		total -= (uint64_t)r;
 		/* The descriptors went with the first byte; skip what was sent. */
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
-		while (r > 0 && mh.msg_iovlen) {
-			if ((size_t)r >= mh.msg_iov[0].iov_len) {
-				r -= (int64_t)mh.msg_iov[0].iov_len;
-				mh.msg_iov++;
-				mh.msg_iovlen--;
+		mh->msg_control = NULL;
+		mh->msg_controllen = 0;
+		while (r > 0 && mh->msg_iovlen) {
+			if ((size_t)r >= mh->msg_iov[0].iov_len) {
+				r -= (int64_t)mh->msg_iov[0].iov_len;
+				mh->msg_iov++;
+				mh->msg_iovlen--;
 			} else {
-				mh.msg_iov[0].iov_base = (uint8_t *)mh.msg_iov[0].iov_base + r;
-				mh.msg_iov[0].iov_len -= (size_t)r;
+				mh->msg_iov[0].iov_base = (uint8_t *)mh->msg_iov[0].iov_base + r;
+				mh->msg_iov[0].iov_len -= (size_t)r;
 				r = 0;
 			}
 		}
@@ -286,51 +301,12 @@ int vfu_reply_error(int sock, const struct vfu_hdr *req, int err)
 
 /* ---- UNIX sockets ------------------------------------------------------------------------- */
 
-static int unix_address(const char *path, struct sockaddr_un *sun)
-{
-	if (!path || !*path)
-		return -EINVAL;
-	if (strlen(path) >= sizeof(sun->sun_path))
-		return -ENAMETOOLONG;
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	memcpy(sun->sun_path, path, strlen(path));
-	return 0;
-}
-
 int vfu_listen(const char *path)
 {
-	struct sockaddr_un sun;
-	uint64_t dev, ino;
-	uint32_t mode;
-	bool bound = false;
-	int fd = -1, r;
+	int fd = sys_listen_unix(path, 0, 4, NULL, NULL);
 
-	r = unix_address(path, &sun);
-	if (!r) {
-		r = sys_lstat(path, &mode, &dev, &ino);
-		if (r == -ENOENT)
-			r = 0;
-		else if (!r)
-			r = S_ISSOCK(mode) ? sys_unlink(path) : -EEXIST;
-	}
-	if (!r)
-		r = fd = sys_socket(AF_UNIX, SOCK_STREAM, 0);
-	if (r >= 0)
-		r = sys_bind(fd, (struct sockaddr *)&sun, sizeof(sun));
-	bound = r == 0;
-	/* 0600 before listen(): until then a connect is refused. */
-	if (!r)
-		r = sys_chmod(path, 0600);
-	if (!r)
-		r = sys_listen(fd, 4);
-	if (r < 0) {
-		if (bound)
-			sys_unlink(path);
-		if (fd >= 0)
-			sys_close(fd);
-		return log_fail(r, "vfu_listen: %s: %s", path ? path : "(null)", strerror(-r));
-	}
+	if (fd < 0)
+		return log_fail(fd, "vfu_listen: %s: %s", path ? path : "(null)", strerror(-fd));
 	return fd;
 }
 
@@ -348,7 +324,7 @@ int vfu_connect(const char *path)
 	struct sockaddr_un sun;
 	int fd, r;
 
-	r = unix_address(path, &sun);
+	r = sys_unix_address(path, &sun);
 	if (r)
 		return log_fail(r, "vfu_connect: bad path");
 	fd = sys_socket(AF_UNIX, SOCK_STREAM, 0);

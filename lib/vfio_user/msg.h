@@ -62,6 +62,14 @@ void vfu_msg_close_fds(struct vfu_msg *msg);
 int vfu_msg_sendv(int sock, uint16_t msg_id, uint16_t cmd, uint32_t flags, uint32_t error,
 		  const struct iovec *iov, unsigned niov, const int *fds, unsigned nfds);
 
+/* Attach nfds descriptors to mh as one SCM_RIGHTS control message built in ctl (ctl_size
+ * bytes, suitably aligned); none (msg_control NULL) if nfds is 0 or they do not fit. */
+struct msghdr;
+void vfu_put_fds(struct msghdr *mh, void *ctl, size_t ctl_size, const int *fds, unsigned nfds);
+/* sendmsg() every byte of mh's iovecs (mh and its iovecs are consumed), the control data
+ * with the first part: 0, -ECONNRESET (peer gone) or another negative errno. */
+int vfu_sendmsg_all(int sock, struct msghdr *mh);
+
 /* A command with one payload buffer (len may be 0). */
 int vfu_msg_send(int sock, uint16_t msg_id, uint16_t cmd, uint32_t flags, const void *payload,
 		 size_t len, const int *fds, unsigned nfds);

@@ -2,8 +2,8 @@
 /*
  * vfio_user/server.c - the vfio-user device server: its life (new, accept, free), the
  * message loop (process, run), the checks every message gets before its handler (VERSION
- * first, command type, flags, descriptors only where a command takes them), VERSION, device
- * and region info, region access, reset, IRQs, and the client-lost cleanup.
+ * first, command type, flags, descriptors only where a command takes them), VERSION, the
+ * queue of commands that arrive during a DMA request, and the client-lost cleanup.
  *
  * Invariants: a command is answered exactly once (unless it asked for no reply), with its
  * handler's payload or with an error reply carrying the errno; a handler that fails has
@@ -89,6 +89,8 @@ static int check_opts(const struct dt_vfu_server_opts *o)
 	if (o->log_pgsize && (!is_pow2(o->log_pgsize) || o->log_pgsize < 4096))
 		return log_fail(-EINVAL, "dt_vfu_server_new: log_pgsize %llu",
 				(unsigned long long)o->log_pgsize);
+	if (o->dma_timeout_ms < -1)
+		return log_fail(-EINVAL, "dt_vfu_server_new: dma_timeout_ms %d", o->dma_timeout_ms);
 	if (o->dma_kind != DT_DEVICE_EMULATED && o->dma_kind != DT_DEVICE_LOGGING &&
 	    o->dma_kind != DT_DEVICE_PASSTHROUGH)
 		return log_fail(-EINVAL, "dt_vfu_server_new: dma_kind %d", (int)o->dma_kind);
@@ -129,8 +131,11 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 	s->log_pgsize = opts->log_pgsize ? opts->log_pgsize : 4096;
 	s->listen_fd = -1;
 	s->sock = -1;
+	vfu_caps_default(&s->peer);
 	s->mig_state = VFU_MIG_STATE_RUNNING;
 	s->pending_tail = &s->pending;
+	pthread_rwlock_init(&s->maps_lock, NULL);
+	pthread_mutex_init(&s->irq_lock, NULL);
 	s->rbuf_size = s->max_xfer + VFU_SRV_MSG_SLACK;
 	s->rbuf = malloc(s->rbuf_size);
 	s->dbuf = malloc(s->max_xfer + VFU_SRV_MSG_SLACK);
@@ -150,7 +155,7 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 			r = -ENOMEM;
 			goto fail;
 		}
-		s->listen_fd = vfu_listen(opts->path);
+		s->listen_fd = sys_listen_unix(opts->path, 0, 4, &s->path_dev, &s->path_ino);
 		if (s->listen_fd < 0) {
 			r = s->listen_fd;
 			goto fail;
@@ -160,6 +165,8 @@ struct dt_vfu_server *dt_vfu_server_new(const struct dt_vfu_server_opts *opts)
 	}
 	return s;
 fail:
+	pthread_rwlock_destroy(&s->maps_lock);
+	pthread_mutex_destroy(&s->irq_lock);
 	if (s->iommu)
 		dt_iommu_free(s->iommu);
 	free(s->rbuf);
@@ -187,31 +194,21 @@ static void pending_drop_all(struct dt_vfu_server *s)
 	s->npending = 0;
 }
 
-static void irqs_close(struct dt_vfu_server *s)
-{
-	for (uint32_t i = 0; i < s->opts.num_irqs; i++) {
-		if (!s->irq_fds[i])
-			continue;
-		for (uint32_t j = 0; j < s->irqs[i].count; j++)
-			if (s->irq_fds[i][j] >= 0)
-				sys_close(s->irq_fds[i][j]);
-		free(s->irq_fds[i]);
-		s->irq_fds[i] = NULL;
-	}
-}
-
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify)
 {
+	/* The socket and the client's limits are read by dt_vfu_dma_rw under the lock. */
+	pthread_rwlock_wrlock(&s->maps_lock);
 	if (s->sock >= 0) {
 		sys_close(s->sock);
 		s->sock = -1;
 	}
 	s->negotiated = false;
 	vfu_caps_default(&s->peer);
+	pthread_rwlock_unlock(&s->maps_lock);
 	pending_drop_all(s);
 	vfu_unmap_all(s);
 	vfu_logging_stop(s);
-	irqs_close(s);
+	vfu_irqs_close(s);
 	if (!notify)
 		return;
 	if (s->ops.client_lost)
@@ -232,10 +229,18 @@ void dt_vfu_server_free(struct dt_vfu_server *s)
 	s->freeing = true;
 	vfu_server_drop_client(s, false);
 	if (s->listen_fd >= 0) {
+		uint64_t dev, ino;
+		uint32_t mode;
+
 		sys_close(s->listen_fd);
-		sys_unlink(s->path);
+		/* Only the socket file we made: another server may have replaced it. */
+		if (!sys_lstat(s->path, &mode, &dev, &ino) && dev == s->path_dev &&
+		    ino == s->path_ino)
+			sys_unlink(s->path);
 	}
 	dt_iommu_free(s->iommu);
+	pthread_rwlock_destroy(&s->maps_lock);
+	pthread_mutex_destroy(&s->irq_lock);
 	free(s->maps);
 	free(s->rbuf);
 	free(s->dbuf);
@@ -257,9 +262,11 @@ int dt_vfu_server_accept(struct dt_vfu_server *s)
 	fd = vfu_accept(s->listen_fd);
 	if (fd < 0)
 		return fd;
+	pthread_rwlock_wrlock(&s->maps_lock);
 	s->sock = fd;
 	s->negotiated = false;
 	vfu_caps_default(&s->peer);
+	pthread_rwlock_unlock(&s->maps_lock);
 	return 0;
 }
 
@@ -267,7 +274,9 @@ int dt_vfu_server_fd(const struct dt_vfu_server *s)
 {
 	if (!s)
 		return -EINVAL;
-	return s->sock >= 0 ? s->sock : s->listen_fd;
+	if (s->sock >= 0)
+		return s->sock;
+	return s->listen_fd >= 0 ? s->listen_fd : -ENOTCONN;
 }
 
 bool dt_vfu_server_connected(const struct dt_vfu_server *s)
@@ -336,330 +345,11 @@ static int handle_version(struct dt_vfu_server *s, struct vfu_msg *msg)
 	memcpy(s->out, p, len);
 	s->out_len = len;
 	free(p);
+	pthread_rwlock_wrlock(&s->maps_lock);
 	s->peer = peer;
+	pthread_rwlock_unlock(&s->maps_lock);
 	s->negotiated = true;
 	return 0;
-}
-
-/* ---- device, regions, IRQs ------------------------------------------------------------- */
-
-static int handle_device_info(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_device_info in, out;
-
-	if (msg->len < sizeof(in))
-		return log_fail(-EINVAL, "DEVICE_GET_INFO: %u bytes", msg->len);
-	memcpy(&in, msg->payload, sizeof(in));
-	if (in.argsz < sizeof(out))
-		return log_fail(-EINVAL, "DEVICE_GET_INFO: argsz %u", in.argsz);
-	out = (struct vfu_device_info){.argsz = sizeof(out),
-				       .flags = s->opts.device_flags,
-				       .num_regions = s->opts.num_regions,
-				       .num_irqs = s->opts.num_irqs};
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
-}
-
-static int handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_region_info in, out;
-	const struct dt_vfu_region *r;
-
-	if (msg->len < sizeof(in))
-		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: %u bytes", msg->len);
-	memcpy(&in, msg->payload, sizeof(in));
-	if (in.argsz < sizeof(out))
-		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: argsz %u", in.argsz);
-	if (in.index >= s->opts.num_regions)
-		return log_fail(-EINVAL, "DEVICE_GET_REGION_INFO: region %u of %u", in.index,
-				s->opts.num_regions);
-	r = &s->regions[in.index];
-	out = (struct vfu_region_info){.argsz = sizeof(out),
-				       .flags = r->flags,
-				       .index = in.index,
-				       .size = r->size,
-				       .offset = (r->flags & DT_VFU_REGION_MMAP) ? r->offset : 0};
-	/* A client that takes no descriptor cannot mmap: it gets the region without MMAP. */
-	if ((r->flags & DT_VFU_REGION_MMAP) && s->peer.max_msg_fds >= 1) {
-		s->out_fds[0] = r->fd;
-		s->out_nfds = 1;
-	} else {
-		out.flags &= ~VFU_REGION_F_MMAP;
-		out.offset = 0;
-	}
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
-}
-
-/* The region of an access, with offset + count inside it and the permission. */
-static int region_check(struct dt_vfu_server *s, const struct vfu_region_access *a, bool write,
-			const char *what)
-{
-	const struct dt_vfu_region *r;
-
-	if (a->region >= s->opts.num_regions)
-		return log_fail(-EINVAL, "%s: region %u of %u", what, a->region,
-				s->opts.num_regions);
-	r = &s->regions[a->region];
-	if (!(r->flags & (write ? DT_VFU_REGION_WRITE : DT_VFU_REGION_READ)))
-		return log_fail(-EPERM, "%s: region %u is not %s", what, a->region,
-				write ? "writable" : "readable");
-	if (!a->count || a->count > s->max_xfer)
-		return log_fail(-EINVAL, "%s: count %u (limit %llu)", what, a->count,
-				(unsigned long long)s->max_xfer);
-	if (a->offset > r->size || a->count > r->size - a->offset)
-		return log_fail(-EINVAL, "%s: [0x%llx, +%u) outside region %u of 0x%llx", what,
-				(unsigned long long)a->offset, a->count, a->region,
-				(unsigned long long)r->size);
-	if (!s->ops.region_rw)
-		return log_fail(-EINVAL, "%s: the device has no region access", what);
-	return 0;
-}
-
-static int region_call(struct dt_vfu_server *s, const struct vfu_region_access *a, void *buf,
-		       bool write, const char *what)
-{
-	int64_t n = s->ops.region_rw(s->opts.opaque, a->region, a->offset, buf, a->count, write);
-
-	if (n < 0)
-		return log_fail((int)n, "%s: region %u at 0x%llx: device error %lld", what,
-				a->region, (unsigned long long)a->offset, (long long)n);
-	if (n != a->count)
-		return log_fail(-EIO, "%s: region %u: device moved %lld of %u bytes", what,
-				a->region, (long long)n, a->count);
-	return 0;
-}
-
-static int handle_region_read(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_region_access a;
-	int r;
-
-	if (msg->len != sizeof(a))
-		return log_fail(-EINVAL, "REGION_READ: %u bytes", msg->len);
-	memcpy(&a, msg->payload, sizeof(a));
-	r = region_check(s, &a, false, "REGION_READ");
-	if (r)
-		return r;
-	if (!vfu_out_reserve(s, sizeof(a) + a.count))
-		return -ENOMEM;
-	r = region_call(s, &a, s->out + sizeof(a), false, "REGION_READ");
-	if (r)
-		return r;
-	memcpy(s->out, &a, sizeof(a));
-	s->out_len = sizeof(a) + a.count;
-	return 0;
-}
-
-static int handle_region_write(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_region_access a;
-	int r;
-
-	if (msg->len < sizeof(a))
-		return log_fail(-EINVAL, "REGION_WRITE: %u bytes", msg->len);
-	memcpy(&a, msg->payload, sizeof(a));
-	if (msg->len - sizeof(a) != a.count)
-		return log_fail(-EINVAL, "REGION_WRITE: count %u with %zu data bytes", a.count,
-				msg->len - sizeof(a));
-	r = region_check(s, &a, true, "REGION_WRITE");
-	if (!r)
-		r = region_call(s, &a, msg->payload + sizeof(a), true, "REGION_WRITE");
-	if (r)
-		return r;
-	if (!vfu_out_reserve(s, sizeof(a)))
-		return -ENOMEM;
-	memcpy(s->out, &a, sizeof(a));
-	s->out_len = sizeof(a);
-	return 0;
-}
-
-static int handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_region_write_multi m;
-	struct vfu_region_write_one w;
-	int r;
-
-	if (msg->len < sizeof(m))
-		return log_fail(-EINVAL, "REGION_WRITE_MULTI: %u bytes", msg->len);
-	memcpy(&m, msg->payload, sizeof(m));
-	if (m.wr_cnt != (msg->len - sizeof(m)) / sizeof(w) || (msg->len - sizeof(m)) % sizeof(w))
-		return log_fail(-EINVAL, "REGION_WRITE_MULTI: %llu writes in %u bytes",
-				(unsigned long long)m.wr_cnt, msg->len);
-	/* All checked first: a bad one fails the message before any write. */
-	for (uint64_t i = 0; i < m.wr_cnt; i++) {
-		struct vfu_region_access a;
-
-		memcpy(&w, msg->payload + sizeof(m) + i * sizeof(w), sizeof(w));
-		if (w.count > VFU_WRITE_MULTI_DATA_MAX)
-			return log_fail(-EINVAL, "REGION_WRITE_MULTI: write %llu of %u bytes",
-					(unsigned long long)i, w.count);
-		a = (struct vfu_region_access){
-			.offset = w.offset, .region = w.region, .count = w.count};
-		r = region_check(s, &a, true, "REGION_WRITE_MULTI");
-		if (r)
-			return r;
-	}
-	for (uint64_t i = 0; i < m.wr_cnt; i++) {
-		struct vfu_region_access a;
-
-		memcpy(&w, msg->payload + sizeof(m) + i * sizeof(w), sizeof(w));
-		a = (struct vfu_region_access){
-			.offset = w.offset, .region = w.region, .count = w.count};
-		r = region_call(s, &a, w.data, true, "REGION_WRITE_MULTI");
-		if (r)
-			return r;
-	}
-	if (!vfu_out_reserve(s, sizeof(m)))
-		return -ENOMEM;
-	memcpy(s->out, &m, sizeof(m));
-	s->out_len = sizeof(m);
-	return 0;
-}
-
-static int handle_reset(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	int r = 0;
-
-	if (msg->len)
-		return log_fail(-EINVAL, "DEVICE_RESET: %u payload bytes", msg->len);
-	if (!(s->opts.device_flags & DT_VFU_DEVICE_RESET))
-		return log_fail(-ENOTSUP, "DEVICE_RESET: the device has no reset");
-	if (s->ops.reset)
-		r = s->ops.reset(s->opts.opaque);
-	if (r)
-		return log_fail(r < 0 ? r : -EIO, "DEVICE_RESET: device error %d", r);
-	/* Reset is the way out of ERROR and ends any migration session. */
-	s->mig_state = VFU_MIG_STATE_RUNNING;
-	s->out_len = 0;
-	return 0;
-}
-
-static int handle_irq_info(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_irq_info in, out;
-
-	if (msg->len < sizeof(in))
-		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: %u bytes", msg->len);
-	memcpy(&in, msg->payload, sizeof(in));
-	if (in.argsz < sizeof(out))
-		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: argsz %u", in.argsz);
-	if (in.index >= s->opts.num_irqs)
-		return log_fail(-EINVAL, "DEVICE_GET_IRQ_INFO: index %u of %u", in.index,
-				s->opts.num_irqs);
-	out = (struct vfu_irq_info){.argsz = sizeof(out),
-				    .flags = s->irqs[in.index].flags,
-				    .index = in.index,
-				    .count = s->irqs[in.index].count};
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
-}
-
-static int irq_signal(int fd)
-{
-	uint64_t one = 1;
-	int64_t r = sys_write(fd, &one, sizeof(one));
-
-	return r == sizeof(one) ? 0 : (r < 0 ? (int)r : -EIO);
-}
-
-static int handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg)
-{
-	struct vfu_irq_set in;
-	uint32_t data, action, count;
-	int *fds;
-
-	if (msg->len < sizeof(in))
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u bytes", msg->len);
-	memcpy(&in, msg->payload, sizeof(in));
-	data = in.flags & VFU_IRQ_SET_DATA_MASK;
-	action = in.flags & VFU_IRQ_SET_ACTION_MASKALL;
-	if (in.flags & ~(VFU_IRQ_SET_DATA_MASK | VFU_IRQ_SET_ACTION_MASKALL) || !is_pow2(data) ||
-	    !is_pow2(action))
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: flags 0x%x", in.flags);
-	if (in.index >= s->opts.num_irqs)
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: index %u of %u", in.index,
-				s->opts.num_irqs);
-	count = s->irqs[in.index].count;
-	if (in.start > count || in.count > count - in.start)
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: [%u, +%u) of %u vectors", in.start,
-				in.count, count);
-	if (data == VFU_IRQ_SET_DATA_BOOL && msg->len - sizeof(in) < in.count)
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u bools in %zu bytes", in.count,
-				msg->len - sizeof(in));
-	if (data == VFU_IRQ_SET_DATA_EVENTFD) {
-		if (action != VFU_IRQ_SET_ACTION_TRIGGER)
-			return log_fail(-ENOTSUP, "DEVICE_SET_IRQS: eventfds for mask/unmask");
-		if (msg->nfds && msg->nfds != in.count)
-			return log_fail(-EINVAL, "DEVICE_SET_IRQS: %u eventfds for %u vectors",
-					msg->nfds, in.count);
-	} else if (msg->nfds) {
-		return log_fail(-EINVAL, "DEVICE_SET_IRQS: descriptors without DATA_EVENTFD");
-	}
-	if (action != VFU_IRQ_SET_ACTION_TRIGGER) {
-		/* Masking: accepted on maskable types and otherwise ignored (the device signals
-		 * through eventfds; a masked vector is the client's business). */
-		if (!(s->irqs[in.index].flags & VFU_IRQ_INFO_MASKABLE))
-			return log_fail(-EINVAL, "DEVICE_SET_IRQS: index %u is not maskable",
-					in.index);
-		s->out_len = 0;
-		return 0;
-	}
-	if (!s->irq_fds[in.index]) {
-		fds = malloc(sizeof(int) * (count ? count : 1));
-		if (!fds)
-			return -ENOMEM;
-		for (uint32_t i = 0; i < count; i++)
-			fds[i] = -1;
-		s->irq_fds[in.index] = fds;
-	}
-	fds = s->irq_fds[in.index];
-	if (data == VFU_IRQ_SET_DATA_EVENTFD) {
-		/* Take the new eventfds (none: de-assign the range). */
-		for (uint32_t i = 0; i < in.count; i++) {
-			if (fds[in.start + i] >= 0)
-				sys_close(fds[in.start + i]);
-			fds[in.start + i] = msg->nfds ? msg->fds[i] : -1;
-			if (msg->nfds)
-				msg->fds[i] = -1;
-		}
-	} else if (data == VFU_IRQ_SET_DATA_NONE && !in.count) {
-		/* count 0 with DATA_NONE: disable every vector of the index. */
-		for (uint32_t i = 0; i < count; i++) {
-			if (fds[i] >= 0)
-				sys_close(fds[i]);
-			fds[i] = -1;
-		}
-	} else {
-		/* The client triggers vectors itself. */
-		for (uint32_t i = 0; i < in.count; i++) {
-			if (data == VFU_IRQ_SET_DATA_BOOL && !msg->payload[sizeof(in) + i])
-				continue;
-			if (fds[in.start + i] >= 0)
-				irq_signal(fds[in.start + i]);
-		}
-	}
-	s->out_len = 0;
-	return 0;
-}
-
-int dt_vfu_irq_trigger(struct dt_vfu_server *s, uint32_t index, uint32_t sub)
-{
-	if (!s || index >= s->opts.num_irqs || sub >= s->irqs[index].count)
-		return log_fail(-EINVAL, "dt_vfu_irq_trigger: irq %u.%u", index, sub);
-	if (!s->irq_fds[index] || s->irq_fds[index][sub] < 0)
-		return log_fail(-ENOENT, "dt_vfu_irq_trigger: irq %u.%u has no eventfd", index,
-				sub);
-	return irq_signal(s->irq_fds[index][sub]);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
@@ -701,21 +391,21 @@ int vfu_server_dispatch(struct dt_vfu_server *s, struct vfu_msg *msg)
 	case VFU_CMD_DMA_UNMAP:
 		return vfu_handle_dma_unmap(s, msg);
 	case VFU_CMD_DEVICE_GET_INFO:
-		return handle_device_info(s, msg);
+		return vfu_handle_device_info(s, msg);
 	case VFU_CMD_DEVICE_GET_REGION_INFO:
-		return handle_region_info(s, msg);
+		return vfu_handle_region_info(s, msg);
 	case VFU_CMD_DEVICE_GET_IRQ_INFO:
-		return handle_irq_info(s, msg);
+		return vfu_handle_irq_info(s, msg);
 	case VFU_CMD_DEVICE_SET_IRQS:
-		return handle_set_irqs(s, msg);
+		return vfu_handle_set_irqs(s, msg);
 	case VFU_CMD_REGION_READ:
-		return handle_region_read(s, msg);
+		return vfu_handle_region_read(s, msg);
 	case VFU_CMD_REGION_WRITE:
-		return handle_region_write(s, msg);
+		return vfu_handle_region_write(s, msg);
 	case VFU_CMD_DEVICE_RESET:
-		return handle_reset(s, msg);
+		return vfu_handle_reset(s, msg);
 	case VFU_CMD_REGION_WRITE_MULTI:
-		return handle_region_write_multi(s, msg);
+		return vfu_handle_region_write_multi(s, msg);
 	case VFU_CMD_DEVICE_FEATURE:
 		return vfu_handle_feature(s, msg);
 	case VFU_CMD_MIG_DATA_READ:
@@ -760,9 +450,7 @@ static int serve(struct dt_vfu_server *s, struct vfu_msg *msg)
 	return 0;
 }
 
-/* Queue a command that arrived while dt_vfu_dma_rw waited for its reply. */
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg);
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg)
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg, int err)
 {
 	struct vfu_pending *p;
 
@@ -773,6 +461,7 @@ int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg)
 	if (!p)
 		return -ENOMEM;
 	p->next = NULL;
+	p->err = err;
 	p->msg = *msg;
 	p->msg.payload = p->data;
 	memcpy(p->data, msg->payload, msg->len);
@@ -803,7 +492,15 @@ int dt_vfu_server_process(struct dt_vfu_server *s)
 		msg = p->msg;
 		msg.payload = s->rbuf + VFU_HDR_SIZE;
 		memcpy(msg.payload, p->data, msg.len);
+		r = p->err;
 		free(p);
+		if (r) {
+			if (vfu_reply_error(s->sock, &msg.hdr, r)) {
+				vfu_server_drop_client(s, true);
+				return -ECONNRESET;
+			}
+			return 0;
+		}
 		return serve(s, &msg);
 	}
 	r = vfu_msg_recv(s->sock, s->rbuf, s->rbuf_size, s->max_fds, &msg);

@@ -17,6 +17,7 @@
 #include "vfio_user/server_impl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -61,8 +62,9 @@ static void map_release(struct vfu_map *m)
 }
 
 /* Remove maps[i] from the container (bitmap: the VFIO unmap-with-bitmap argument) and from
- * the list. */
-static int map_remove(struct dt_vfu_server *s, uint32_t i, struct vfio_bitmap *bitmap)
+ * the list; the device hears of it first (notify), without any lock held, so that it may
+ * wait for its own DMA threads. */
+static int map_remove(struct dt_vfu_server *s, uint32_t i, struct vfio_bitmap *bitmap, bool notify)
 {
 	struct {
 		struct vfio_iommu_type1_dma_unmap u;
@@ -70,31 +72,35 @@ static int map_remove(struct dt_vfu_server *s, uint32_t i, struct vfio_bitmap *b
 	} arg = {.u = {.argsz = sizeof(arg.u), .iova = s->maps[i].iova, .size = s->maps[i].size}};
 	int r;
 
-	if (s->ops.dma_unmap && !s->freeing)
+	if (notify && s->ops.dma_unmap && !s->freeing)
 		s->ops.dma_unmap(s->opts.opaque, s->maps[i].iova, s->maps[i].size);
 	if (bitmap) {
 		arg.u.argsz = sizeof(arg);
 		arg.u.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
 		arg.b = *bitmap;
 	}
+	pthread_rwlock_wrlock(&s->maps_lock);
 	r = dt_vfio_ioctl(s->iommu, VFIO_IOMMU_UNMAP_DMA, &arg);
-	if (r)
-		return r;
-	map_release(&s->maps[i]);
-	memmove(&s->maps[i], &s->maps[i + 1], sizeof(s->maps[0]) * (s->nmaps - i - 1));
-	s->nmaps--;
-	return 0;
+	if (!r) {
+		map_release(&s->maps[i]);
+		memmove(&s->maps[i], &s->maps[i + 1], sizeof(s->maps[0]) * (s->nmaps - i - 1));
+		s->nmaps--;
+	}
+	pthread_rwlock_unlock(&s->maps_lock);
+	return r;
 }
 
 void vfu_unmap_all(struct dt_vfu_server *s)
 {
 	while (s->nmaps) {
-		if (map_remove(s, s->nmaps - 1, NULL)) {
+		if (map_remove(s, s->nmaps - 1, NULL, true)) {
 			/* Cannot happen for a mapping we made; never leak the memory anyway. */
 			log_err("vfio-user server: unmap of 0x%llx failed",
 				(unsigned long long)s->maps[s->nmaps - 1].iova);
+			pthread_rwlock_wrlock(&s->maps_lock);
 			map_release(&s->maps[s->nmaps - 1]);
 			s->nmaps--;
+			pthread_rwlock_unlock(&s->maps_lock);
 		}
 	}
 }
@@ -167,14 +173,19 @@ int vfu_handle_dma_map(struct dt_vfu_server *s, struct vfu_msg *msg)
 	m.flags = in.flags;
 	if (s->nmaps == s->maps_cap) {
 		uint32_t cap = s->maps_cap ? s->maps_cap * 2 : 16;
-		struct vfu_map *p = realloc(s->maps, sizeof(*p) * cap);
+		struct vfu_map *p;
 
+		pthread_rwlock_wrlock(&s->maps_lock);
+		p = realloc(s->maps, sizeof(*p) * cap);
+		if (p) {
+			s->maps = p;
+			s->maps_cap = cap;
+		}
+		pthread_rwlock_unlock(&s->maps_lock);
 		if (!p) {
 			map_release(&m);
 			return -ENOMEM;
 		}
-		s->maps = p;
-		s->maps_cap = cap;
 	}
 	arg = (struct vfio_iommu_type1_dma_map){
 		.argsz = sizeof(arg),
@@ -189,23 +200,22 @@ int vfu_handle_dma_map(struct dt_vfu_server *s, struct vfu_msg *msg)
 		return log_fail(r, "DMA_MAP: [0x%llx, +0x%llx): %s", (unsigned long long)in.addr,
 				(unsigned long long)in.size, strerror(-r));
 	}
+	pthread_rwlock_wrlock(&s->maps_lock);
+	memmove(&s->maps[i + 1], &s->maps[i], sizeof(s->maps[0]) * (s->nmaps - i));
+	s->maps[i] = m;
+	s->nmaps++;
+	pthread_rwlock_unlock(&s->maps_lock);
+	/* The device hears of it with no lock held: it may do DMA from its callback. */
 	if (s->ops.dma_map) {
 		r = s->ops.dma_map(s->opts.opaque, m.iova, m.size, m.has_fd ? m.va : NULL,
 				   (uint32_t)prot);
 		if (r) {
-			struct vfio_iommu_type1_dma_unmap u = {
-				.argsz = sizeof(u), .iova = m.iova, .size = m.size};
-
-			dt_vfio_ioctl(s->iommu, VFIO_IOMMU_UNMAP_DMA, &u);
-			map_release(&m);
+			map_remove(s, i, NULL, false);
 			return log_fail(
 				r < 0 ? r : -EIO, "DMA_MAP: [0x%llx, +0x%llx): device error %d",
 				(unsigned long long)in.addr, (unsigned long long)in.size, r);
 		}
 	}
-	memmove(&s->maps[i + 1], &s->maps[i], sizeof(s->maps[0]) * (s->nmaps - i));
-	s->maps[i] = m;
-	s->nmaps++;
 	s->out_len = 0;
 	return 0;
 }
@@ -311,7 +321,7 @@ int vfu_handle_dma_unmap(struct dt_vfu_server *s, struct vfu_msg *msg)
 
 		if (!bm4k)
 			return -ENOMEM;
-		r = map_remove(s, (uint32_t)i, &vb);
+		r = map_remove(s, (uint32_t)i, &vb, true);
 		if (!r) {
 			uint8_t *out = s->out + sizeof(in) + sizeof(bm);
 
@@ -321,7 +331,7 @@ int vfu_handle_dma_unmap(struct dt_vfu_server *s, struct vfu_msg *msg)
 		}
 		free(bm4k);
 	} else {
-		r = map_remove(s, (uint32_t)i, NULL);
+		r = map_remove(s, (uint32_t)i, NULL, true);
 	}
 	if (r)
 		return log_fail(r, "DMA_UNMAP: [0x%llx, +0x%llx): %s", (unsigned long long)in.addr,
@@ -401,21 +411,37 @@ int vfu_dirty_bitmap(struct dt_vfu_server *s, uint64_t iova, uint64_t length, ui
 
 /* ---- dt_vfu_dma_rw ------------------------------------------------------------------------ */
 
-int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg);
-
 /* Wait for the reply to our request (id, cmd); commands that come first are queued. */
 static int wait_reply(struct dt_vfu_server *s, uint16_t id, uint16_t cmd, struct vfu_msg *msg)
 {
-	for (;;) {
-		int r = vfu_msg_recv(s->sock, s->dbuf, s->max_xfer + VFU_SRV_MSG_SLACK, s->max_fds,
-				     msg);
+	int ms = s->opts.dma_timeout_ms ? s->opts.dma_timeout_ms : 10000;
+	uint64_t deadline = sys_deadline_ms(ms);
 
-		if (r == -EBADMSG)
-			continue; /* a command with bad descriptors: process() would refuse it */
+	for (;;) {
+		struct pollfd p = {.fd = s->sock, .events = POLLIN};
+		int r = sys_poll_until(&p, 1, deadline);
+
+		if (r == 0)
+			return -ETIMEDOUT;
+		if (r < 0)
+			return r;
+		r = vfu_msg_recv(s->sock, s->dbuf, s->max_xfer + VFU_SRV_MSG_SLACK, s->max_fds,
+				 msg);
+
+		if (r == -EBADMSG) {
+			/* Bad descriptors (closed): refused in turn, as process() would. */
+			if (vfu_hdr_is_reply(&msg->hdr))
+				continue;
+			msg->len = 0;
+			r = vfu_server_queue(s, msg, EINVAL);
+			if (r)
+				return r;
+			continue;
+		}
 		if (r)
 			return r;
 		if (!vfu_hdr_is_reply(&msg->hdr)) {
-			r = vfu_server_queue(s, msg);
+			r = vfu_server_queue(s, msg, 0);
 			if (r) {
 				vfu_msg_close_fds(msg);
 				return r;
@@ -470,7 +496,7 @@ static int dma_message(struct dt_vfu_server *s, uint64_t iova, uint8_t *buf, uin
 	return 0;
 }
 
-int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len, bool write)
+static int dma_rw_locked(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len, bool write)
 {
 	uint32_t need = write ? VFU_DMA_MAP_F_WRITE : VFU_DMA_MAP_F_READ;
 	uint64_t cur = iova, end = iova + len;
@@ -478,8 +504,6 @@ int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len,
 	uint8_t *p = buf;
 	int i;
 
-	if (!s || !buf || !len || end < iova)
-		return log_fail(-EINVAL, "dt_vfu_dma_rw: bad arguments");
 	/* Checked whole before anything moves. */
 	i = vfu_map_find(s, cur);
 	while (cur < end) {
@@ -525,4 +549,16 @@ int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len,
 		p += n;
 	}
 	return 0;
+}
+
+int dt_vfu_dma_rw(struct dt_vfu_server *s, uint64_t iova, void *buf, size_t len, bool write)
+{
+	int r;
+
+	if (!s || !buf || !len || iova + len < iova)
+		return log_fail(-EINVAL, "dt_vfu_dma_rw: bad arguments");
+	pthread_rwlock_rdlock(&s->maps_lock);
+	r = dma_rw_locked(s, iova, buf, len, write);
+	pthread_rwlock_unlock(&s->maps_lock);
+	return r;
 }

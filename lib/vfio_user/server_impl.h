@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vfio_user/server_impl.h - the server's state, shared by server.c (connection, dispatch,
- * device info, regions, IRQs), server_dma.c (DMA_MAP / DMA_UNMAP, dt_vfu_dma_rw) and
- * server_mig.c (DEVICE_FEATURE: migration states, DMA logging; MIG_DATA_READ / _WRITE).
+ * VERSION, client lost), server_dev.c (device info, regions, reset, IRQs), server_dma.c
+ * (DMA_MAP / DMA_UNMAP, reports, dt_vfu_dma_rw) and server_mig.c (DEVICE_FEATURE: migration
+ * states, DMA logging; MIG_DATA_READ / _WRITE).
  *
  * A handler gets a received message whose header was checked, validates every length of the
  * payload against msg->len before reading it, and either fails (a negative errno: the error
@@ -13,6 +14,7 @@
 #ifndef DT_VFIO_USER_SERVER_IMPL_H
 #define DT_VFIO_USER_SERVER_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -22,10 +24,10 @@
 
 #define VFU_SRV_MAX_REGIONS  64u
 #define VFU_SRV_MAX_IRQS     64u
-#define VFU_SRV_MAX_LOG	     256u	  /* DMA logging ranges, as Linux */
-#define VFU_SRV_MSG_SLACK    8192u	  /* headers and ranges beyond the data of a message */
-#define VFU_SRV_MAX_PENDING  64u	  /* commands queued while dt_vfu_dma_rw waits */
-#define VFU_SRV_MAX_UNMAP_4K (1ull << 28) /* bytes of 4 KiB bitmap behind one unmap bitmap */
+#define VFU_SRV_MAX_LOG	     256u	   /* DMA logging ranges, as Linux */
+#define VFU_SRV_MSG_SLACK    8192u	   /* headers and ranges beyond the data of a message */
+#define VFU_SRV_MAX_PENDING  64u	   /* commands queued while dt_vfu_dma_rw waits */
+#define VFU_SRV_MAX_UNMAP_4K (64ull << 20) /* bytes of 4 KiB bitmap behind one unmap bitmap */
 
 /* "Close the connection after the error reply": returned by a handler with the errno. */
 #define VFU_CLOSE (1 << 30)
@@ -39,6 +41,7 @@ struct vfu_map {
 
 struct vfu_pending {
 	struct vfu_pending *next;
+	int err;	    /* != 0: answer with this error (the command was refused on receipt) */
 	struct vfu_msg msg; /* payload points into data */
 	uint8_t data[];
 };
@@ -50,7 +53,8 @@ struct dt_vfu_server {
 	struct dt_vfu_irq irqs[VFU_SRV_MAX_IRQS];
 	struct dt_vfu_server_ops ops;
 	char *path;
-	bool freeing; /* dt_vfu_server_free: no more device callbacks */
+	uint64_t path_dev, path_ino; /* the socket file we made */
+	bool freeing;		     /* dt_vfu_server_free: no more device callbacks */
 
 	/* Our limits. */
 	uint32_t max_fds;
@@ -74,9 +78,11 @@ struct dt_vfu_server {
 	int out_fds[1];
 	unsigned out_nfds;
 
-	/* DMA. */
+	/* DMA. maps changes only in the thread that runs process(), under maps_lock taken for
+	 * writing; dt_vfu_dma_rw from any thread reads it under the lock taken for reading. */
 	struct dt_iommu *iommu;
 	struct dt_device *dev;
+	pthread_rwlock_t maps_lock;
 	struct vfu_map *maps; /* sorted by iova */
 	uint32_t nmaps, maps_cap;
 
@@ -88,7 +94,9 @@ struct dt_vfu_server {
 	/* Migration. */
 	uint32_t mig_state;
 
-	/* IRQs: irq_fds[i] has irqs[i].count eventfds (-1: none). */
+	/* IRQs: irq_fds[i] has irqs[i].count eventfds (-1: none), under irq_lock, so that
+	 * dt_vfu_irq_trigger may come from any thread. */
+	pthread_mutex_t irq_lock;
 	int *irq_fds[VFU_SRV_MAX_IRQS];
 };
 
@@ -98,8 +106,23 @@ void *vfu_out_reserve(struct dt_vfu_server *s, size_t len);
 /* Handle one received command: 0 with the reply in s->out, or a negative errno (the error
  * reply), possibly | VFU_CLOSE... as -(errno | VFU_CLOSE). Used by process() and the fuzzer. */
 int vfu_server_dispatch(struct dt_vfu_server *s, struct vfu_msg *msg);
+/* Queue a command that arrived while dt_vfu_dma_rw waited for its reply; err != 0: it is
+ * to be answered with that error. */
+int vfu_server_queue(struct dt_vfu_server *s, const struct vfu_msg *msg, int err);
 /* Tear down a client as "client lost" (callbacks when notify). */
 void vfu_server_drop_client(struct dt_vfu_server *s, bool notify);
+
+/* server_dev.c */
+int vfu_handle_device_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_read(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_write(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_reset(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_irq_info(struct dt_vfu_server *s, struct vfu_msg *msg);
+int vfu_handle_set_irqs(struct dt_vfu_server *s, struct vfu_msg *msg);
+/* Close every IRQ eventfd the client gave. */
+void vfu_irqs_close(struct dt_vfu_server *s);
 
 /* server_dma.c */
 int vfu_handle_dma_map(struct dt_vfu_server *s, struct vfu_msg *msg);

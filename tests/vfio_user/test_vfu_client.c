@@ -405,6 +405,30 @@ static void test_unmap_bitmap(void **state)
 	env_free(e);
 }
 
+/* An unmap without a bitmap while logging: the client fetches the bitmap for its mirror
+ * anyway (the server would drop those pages), so the device's last writes are not lost. */
+static void test_unmap_without_bitmap(void **state)
+{
+	struct env *e = env_new(0);
+	uint64_t got[NPAGES / 64] = {0};
+	struct dt_report rep = {.size = sizeof(rep),
+				.iova = IOVA_A,
+				.length = REGION,
+				.bitmap = got,
+				.bitmap_size = sizeof(got)};
+
+	assert_int_equal(dt_vfu_client_dma_logging_start(e->c, NULL, 0, NULL), 0);
+	device_write_random(e, 30, 0, REGION / PAGE, false);
+	assert_int_equal(dt_vfu_client_dma_unmap(e->c, IOVA_A, REGION, 0, NULL, 0), 0);
+	assert_int_equal(dt_iommu_report(dt_vfu_client_mirror(e->c), &rep), 0);
+	for (uint64_t p = 0; p < REGION / PAGE; p++)
+		if (test_bit(got, p) != test_bit(e->written, p))
+			fail_msg("page %llu in the mirror: %d, expected %d (seed %llu)",
+				 (unsigned long long)p, test_bit(got, p), test_bit(e->written, p),
+				 (unsigned long long)seed);
+	env_free(e);
+}
+
 /* The dirty set: DT_CLASS_DEVICE has exactly the device's pages, other classes nothing. */
 static void test_dirty_set_hook(void **state)
 {
@@ -522,12 +546,125 @@ static void test_irqs(void **state)
 	env_free(e);
 }
 
+/* Calls from several threads serialize on the client: region reads, reports, syncs and
+ * DMA_WRITE messages served in between, all answered right (ASan/TSan see the locking). */
+struct worker {
+	struct env *e;
+	int kind;
+	int failures;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 150; i++) {
+		uint8_t buf[32];
+		uint64_t bm[NPAGES / 64];
+
+		switch (w->kind) {
+		case 0:
+			w->failures +=
+				dt_vfu_client_region_read(w->e->c, 0, 0, buf, sizeof(buf)) != 0 ||
+				buf[31] != 0xab;
+			break;
+		case 1:
+			memset(bm, 0, sizeof(bm));
+			w->failures += dt_vfu_client_report(w->e->c, IOVA_A, 2 * REGION, PAGE, bm,
+							    sizeof(bm)) < 0;
+			break;
+		case 2:
+			w->failures += dt_vfu_client_sync(w->e->c) < 0;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_calls(void **state)
+{
+	struct env *e = env_new(0);
+	struct worker w[3];
+	pthread_t t[3];
+
+	assert_int_equal(dt_vfu_client_dma_logging_start(e->c, NULL, 0, NULL), 0);
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct worker){.e = e, .kind = i};
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 50; i++)
+		ring_doorbell(e, IOVA_C + (uint64_t)(i % 16) * PAGE, 8, (uint8_t)i);
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].failures, 0);
+	}
+	env_free(e);
+}
+
+/* dt_vfu_client_connect over a socket path; a path nobody listens on fails cleanly. */
+static void *accept_main(void *arg)
+{
+	struct dt_vfu_server *s = arg;
+
+	if (dt_vfu_server_accept(s) == 0)
+		dt_vfu_server_run(s);
+	return NULL;
+}
+
+static void test_connect_path(void **state)
+{
+	static const struct dt_vfu_region regions[1] = {
+		{.size = 4096, .flags = DT_VFU_REGION_READ, .fd = -1}};
+	char path[64];
+	struct dt_vfu_server_opts so = {
+		.size = sizeof(so), .num_regions = 1, .regions = regions, .ops = &ops};
+	struct dt_vfu_client_info info;
+	struct dt_vfu_server *s;
+	struct dt_vfu_client *c;
+	pthread_t t;
+	struct env e = {0};
+
+	snprintf(path, sizeof(path), "/tmp/dt-vfu-client-%d.sock", (int)getpid());
+	so.path = path;
+	so.opaque = &e;
+	s = dt_vfu_server_new(&so);
+	assert_non_null(s);
+	e.s = s;
+	assert_int_equal(pthread_create(&t, NULL, accept_main, s), 0);
+	c = dt_vfu_client_connect(path, NULL);
+	assert_non_null(c);
+	assert_int_equal(dt_vfu_client_get_info(c, &info), 0);
+	assert_int_equal(info.num_regions, 1);
+	assert_int_equal(info.mig_flags, 0); /* no migration: the probe's refusal is no error */
+	{
+		struct dt_migrate_device dev;
+
+		assert_int_equal(dt_vfu_client_migrate_device(c, "x", &dev), -ENOTSUP);
+		assert_int_equal(dt_vfu_client_mig_set_state(c, DT_VFU_MIG_STOP), -ENOTSUP);
+	}
+	dt_vfu_client_free(c);
+	pthread_join(t, NULL);
+	dt_vfu_server_free(s);
+	unlink(path);
+	errno = 0;
+	assert_null(dt_vfu_client_connect(path, NULL));
+	assert_true(errno == ENOENT || errno == ECONNREFUSED);
+	assert_null(dt_vfu_client_connect(NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reports),	     cmocka_unit_test(test_reports_split),
-		cmocka_unit_test(test_unmap_bitmap), cmocka_unit_test(test_dirty_set_hook),
-		cmocka_unit_test(test_regions),	     cmocka_unit_test(test_irqs),
+		cmocka_unit_test(test_reports),
+		cmocka_unit_test(test_reports_split),
+		cmocka_unit_test(test_unmap_bitmap),
+		cmocka_unit_test(test_unmap_without_bitmap),
+		cmocka_unit_test(test_dirty_set_hook),
+		cmocka_unit_test(test_regions),
+		cmocka_unit_test(test_irqs),
+		cmocka_unit_test(test_connect_path),
+		cmocka_unit_test(test_concurrent_calls),
 	};
 	const char *s = getenv("DT_SEED");
 

@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <dirtytrack/dirtytrack.h>
@@ -91,10 +92,22 @@ struct fake {
 	bool dma_probe;
 	int dma_results[4];
 	uint8_t dma_read_back[16];
+	/* random corruption of replies: probability in 1/256, and the generator */
+	unsigned mutate;
+	uint64_t mut_rng;
 	/* replies to commands the test thread sent while the client was idle */
 	_Atomic unsigned idle_replies;
 	int idle_reply_error;
 };
+
+static uint64_t rnd64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
 
 /* Page p (in units of the report page) is dirty in the fake device's log. */
 static bool fake_dirty(uint64_t p)
@@ -114,6 +127,32 @@ static void reply(struct fake *f, const struct vfu_msg *m, const void *payload, 
 			: 0;
 
 	(void)cmd_feature;
+	if (f->mutate && rnd64(&f->mut_rng) % 256 < f->mutate) {
+		/* Flip 1 to 3 random bytes of the reply, msg_size excepted (a bigger size only
+		 * makes the client wait for bytes that never come: the timeout case). */
+		uint8_t *raw = malloc(VFU_HDR_SIZE + len + 1);
+		struct vfu_hdr h = {.msg_id = m->hdr.msg_id,
+				    .cmd = m->hdr.cmd,
+				    .msg_size = (uint32_t)(VFU_HDR_SIZE + len),
+				    .flags = VFU_F_TYPE_REPLY};
+		unsigned flips = 1 + rnd64(&f->mut_rng) % 3;
+
+		memcpy(raw, &h, sizeof(h));
+		if (len)
+			memcpy(raw + VFU_HDR_SIZE, payload, len);
+		for (unsigned i = 0; i < flips; i++) {
+			uint64_t r = rnd64(&f->mut_rng);
+			size_t at = r % (VFU_HDR_SIZE + len);
+
+			if (at >= 4 && at < 8)
+				continue;
+			raw[at] ^= (uint8_t)(1u << ((r >> 32) % 8)) | (uint8_t)(r >> 40 & 0x80);
+		}
+		if (write(f->sock, raw, VFU_HDR_SIZE + len) < 0)
+			f->mutate = 0;
+		free(raw);
+		return;
+	}
 	if (m->hdr.cmd == f->fault_cmd && (!f->fault_feature || f->fault_feature == feat))
 		fault = atomic_exchange(&f->fault, F_NONE);
 	switch (fault) {
@@ -576,8 +615,10 @@ static int run_op(struct fake *f, struct dt_vfu_client *c, uint8_t *mem, enum op
 
 static void test_malformed_replies(void **state)
 {
+	/* The timeout is paid once per op for the "silent" fault; long enough for a loaded
+	 * machine to finish the handshake. */
 	struct dt_vfu_client_opts opts = {
-		.size = sizeof(opts), .timeout_ms = 300, .max_msg_fds = 1};
+		.size = sizeof(opts), .timeout_ms = 1500, .max_msg_fds = 1};
 	uint8_t *mem = guest_mem();
 
 	for (int op = 0; op < OP_NOPS; op++) {
@@ -898,6 +939,99 @@ static void test_process_idle(void **state)
 	munmap(mem, NPAGE * PAGE);
 }
 
+/* Replies with random bytes flipped, over random sequences of calls: whatever each call
+ * returns, no crash, no leak, and once broken the client stays broken. */
+static void test_random_replies(void **state)
+{
+	struct dt_vfu_client_opts opts = {
+		.size = sizeof(opts), .timeout_ms = 1500, .max_data_xfer_size = 1024};
+	const char *env = getenv("DT_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL), rng = seed;
+	uint8_t *mem = guest_mem();
+	unsigned broken = 0, errors = 0, calls = 0, timeouts = 0;
+
+	printf("  seed %llu (DT_SEED=%llu to replay)\n", (unsigned long long)seed,
+	       (unsigned long long)seed);
+	for (int iter = 0; iter < 150; iter++) {
+		struct fake *f = calloc(1, sizeof(*f));
+		struct dt_vfu_client *c = fake_start(f, &opts);
+		struct dt_migrate_device dev;
+		bool was_broken = false;
+
+		f->mig_out_len = 3000;
+		f->mut_rng = rnd64(&rng);
+		f->mutate = 80; /* about 30 % of the replies */
+		dt_vfu_client_migrate_device(c, "d", &dev);
+		for (int k = 0; k < 12; k++) {
+			uint64_t bm[2] = {0}, pgsize = 0;
+			uint8_t buf[2048];
+			struct dt_vfu_region_info ri;
+			enum dt_vfu_mig_state st;
+			int64_t ret = 0;
+
+			switch (rnd64(&rng) % 10) {
+			case 0:
+				ret = dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0, mem,
+							    PROT_READ | PROT_WRITE);
+				break;
+			case 1:
+				ret = dt_vfu_client_dma_logging_start(c, NULL, 0, &pgsize);
+				break;
+			case 2:
+				ret = dt_vfu_client_report(c, IOVA, NPAGE * PAGE, PAGE, bm,
+							   sizeof(bm));
+				break;
+			case 3:
+				ret = dt_vfu_client_sync(c);
+				break;
+			case 4:
+				ret = dt_vfu_client_region_read(c, 0, 0, buf, sizeof(buf));
+				break;
+			case 5:
+				ret = dt_vfu_client_region_info(c, 1, &ri);
+				break;
+			case 6:
+				ret = dt_vfu_client_mig_set_state(c, rnd64(&rng) % 2
+									     ? DT_VFU_MIG_STOP_COPY
+									     : DT_VFU_MIG_RUNNING);
+				break;
+			case 7:
+				ret = dt_vfu_client_mig_get_state(c, &st);
+				break;
+			case 8:
+				ret = dev.save(dev.opaque, buf, sizeof(buf));
+				dev.pending(dev.opaque);
+				break;
+			case 9:
+				ret = dt_vfu_client_dma_unmap(c, IOVA, NPAGE * PAGE, PAGE, bm,
+							      sizeof(bm));
+				break;
+			}
+			calls++;
+			errors += ret < 0;
+			timeouts += ret == -ETIMEDOUT;
+		}
+		/* A broken connection stays broken (an error reply may carry any errno, so the
+		 * calls above prove nothing about it). */
+		{
+			uint8_t b[8];
+
+			was_broken = dt_vfu_client_region_read(c, 0, 0, b, 8) == -ECONNRESET;
+			if (was_broken && dt_vfu_client_region_read(c, 0, 0, b, 8) != -ECONNRESET)
+				fail_msg(
+					"iteration %d: a broken connection worked again (seed %llu)",
+					iter, (unsigned long long)seed);
+		}
+		broken += was_broken;
+		fake_stop(f, c);
+		free(f);
+	}
+	printf("  %u calls, %u errors (%u timeouts), %u of 150 connections broken\n", calls, errors,
+	       timeouts, broken);
+	assert_true(broken > 0 && errors > 0);
+	munmap(mem, NPAGE * PAGE);
+}
+
 /* ---- allocation failures: an error, and the state as before ----------------------------------- */
 
 enum fail_op { FO_MAP, FO_LOG_START, FO_SYNC, FO_SAVE, FO_UNMAP, FO_NOPS };
@@ -1045,6 +1179,18 @@ static void test_bad_arguments(void **state)
 	c = fake_start(f, &opts);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA + 1, PAGE, -1, 0, mem, PROT_READ), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, 0, -1, 0, mem, PROT_READ), -EINVAL);
+	{
+		/* An fd the client cannot map for its mirror: its mmap's errno, nothing mapped. */
+		int pfd[2];
+
+		assert_int_equal(pipe(pfd), 0);
+		assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, pfd[0], 0, NULL, PROT_READ),
+				 -ENODEV);
+		close(pfd[0]);
+		close(pfd[1]);
+		assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, 1000, 0, NULL, PROT_READ),
+				 -EBADF);
+	}
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, NULL, PROT_READ), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, mem, 0), -EINVAL);
 	assert_int_equal(dt_vfu_client_dma_map(c, IOVA, PAGE, -1, 0, mem + 1, PROT_READ), -EINVAL);
@@ -1098,6 +1244,7 @@ int main(void)
 		cmocka_unit_test(test_sync_into_mirror),  cmocka_unit_test(test_mig_state_machine),
 		cmocka_unit_test(test_serve_dma),	  cmocka_unit_test(test_bad_arguments),
 		cmocka_unit_test(test_process_idle),	  cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_random_replies),
 	};
 
 	if (getenv("DT_TEST_LOG"))

@@ -14,7 +14,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -26,6 +25,9 @@
 #include <unistd.h>
 
 #include "vfio_user/msg.h"
+
+#include "../core/test_util.h"
+#include "../transport/transport_test.h"
 
 static int sp[2];
 
@@ -42,18 +44,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int count_open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
 /* Send raw bytes with n copies of fd attached. */
 static void send_raw(const void *buf, size_t len, int fd, unsigned n)
 {
@@ -66,21 +56,10 @@ static void send_raw(const void *buf, size_t len, int fd, unsigned n)
 	int fds[64];
 
 	assert_true(n <= 64);
-	if (n) {
-		struct cmsghdr *c;
-
-		for (unsigned i = 0; i < n; i++)
-			fds[i] = fd;
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-	}
-	assert_int_equal(sendmsg(sp[0], &mh, 0), (ssize_t)len);
+	for (unsigned i = 0; i < n; i++)
+		fds[i] = fd;
+	vfu_put_fds(&mh, ctl.b, sizeof(ctl.b), fds, n);
+	assert_int_equal(vfu_sendmsg_all(sp[0], &mh), 0);
 }
 
 static void test_roundtrip(void **state)

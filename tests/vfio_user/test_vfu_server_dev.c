@@ -23,16 +23,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PG 4096ull
-
-static struct test_srv T;
-
-static int teardown(void **state)
-{
-	srv_free(&T);
-	return 0;
-}
-
 static void test_regions(void **state)
 {
 	struct dt_vfu_server_opts o;
@@ -236,13 +226,13 @@ static void test_irqs(void **state)
 				  .flags = VFU_IRQ_SET_DATA_EVENTFD | VFU_IRQ_SET_ACTION_TRIGGER,
 				  .index = 0,
 				  .count = 1};
-	int before = open_fds();
+	int before = count_open_fds();
 
 	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_SET_IRQS, &is, sizeof(is), e, 1), 0);
-	assert_int_equal(open_fds(), before + 1);
+	assert_int_equal(count_open_fds(), before + 1);
 	assert_int_equal(srv_stop_client(&T), 0);
 	/* The eventfd copy, and both ends of the socketpair. */
-	assert_int_equal(open_fds(), before - 2);
+	assert_int_equal(count_open_fds(), before - 2);
 	assert_int_equal(dt_vfu_irq_trigger(T.s, 0, 0), -ENOENT);
 	for (int i = 0; i < 4; i++)
 		close(e[i]);
@@ -545,8 +535,9 @@ static void test_client_lost(void **state)
 	assert_false(dt_iommu_dirty_tracking(dt_vfu_server_iommu(T.s)));
 	assert_int_equal(dt_vfu_server_process(T.s), -ENOTCONN);
 	assert_int_equal(dt_vfu_dma_rw(T.s, 0x100000, &ctl, 4, false), -EINVAL);
-	/* From a connected fd there is no accept. */
+	/* From a connected fd there is no accept, and nothing to poll. */
 	assert_int_equal(dt_vfu_server_accept(T.s), -EINVAL);
+	assert_int_equal(dt_vfu_server_fd(T.s), -ENOTCONN);
 	close(mfd);
 }
 
@@ -562,6 +553,43 @@ static void test_client_lost_resuming(void **state)
 	assert_int_equal(T.dev.arcs[0][1], VFU_MIG_STATE_STOP);
 	assert_int_equal(T.dev.arcs[1][1], VFU_MIG_STATE_RUNNING);
 	assert_int_equal(dt_vfu_server_mig_state(T.s), VFU_MIG_STATE_RUNNING);
+}
+
+/* The device refuses an arc of the walk back: it stays where the last good arc left it. */
+static void test_client_lost_refused_arc(void **state)
+{
+	srv_start(&T, NULL);
+	srv_negotiate(&T);
+	assert_int_equal(srv_set_state(&T, VFU_MIG_STATE_STOP_COPY), 0);
+	T.dev.narcs = 0;
+	T.dev.fail_arc_to = VFU_MIG_STATE_RUNNING;
+	assert_int_equal(srv_stop_client(&T), 0);
+	assert_int_equal(T.dev.client_lost, 1);
+	assert_int_equal(T.dev.narcs, 1);
+	assert_int_equal(dt_vfu_server_mig_state(T.s), VFU_MIG_STATE_STOP);
+}
+
+/* A client that takes no descriptors gets mmap regions without MMAP (and without a fd). */
+static void test_region_info_no_fds(void **state)
+{
+	struct dt_vfu_server_opts o;
+	struct dt_vfu_region regs[1];
+	struct vfu_region_info ri = {.argsz = sizeof(ri), .index = 0};
+	int mfd = memfd_new(PG, NULL);
+
+	srv_default_opts(&T, &o);
+	regs[0] = (struct dt_vfu_region){
+		.size = PG, .flags = DT_VFU_REGION_READ | DT_VFU_REGION_MMAP, .fd = mfd};
+	o.regions = regs;
+	o.num_regions = 1;
+	srv_start(&T, &o);
+	assert_int_equal(srv_version(&T, "{\"capabilities\":{\"max_msg_fds\":0}}"), 0);
+	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_GET_REGION_INFO, &ri, sizeof(ri), NULL, 0), 0);
+	memcpy(&ri, T.reply.payload, sizeof(ri));
+	assert_int_equal(ri.flags, VFU_REGION_F_READ);
+	assert_int_equal(ri.offset, 0);
+	assert_int_equal(T.reply.nfds, 0);
+	close(mfd);
 }
 
 /* ---- a real socket ---------------------------------------------------------------------- */
@@ -634,16 +662,18 @@ static void test_socket_path(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_regions, teardown),
-		cmocka_unit_test_teardown(test_irqs, teardown),
-		cmocka_unit_test_teardown(test_reset, teardown),
-		cmocka_unit_test_teardown(test_migration_feature, teardown),
-		cmocka_unit_test_teardown(test_state_machine, teardown),
-		cmocka_unit_test_teardown(test_state_refused_arc, teardown),
-		cmocka_unit_test_teardown(test_mig_data, teardown),
-		cmocka_unit_test_teardown(test_client_lost, teardown),
-		cmocka_unit_test_teardown(test_client_lost_resuming, teardown),
-		cmocka_unit_test_teardown(test_socket_path, teardown),
+		cmocka_unit_test_teardown(test_regions, srv_teardown),
+		cmocka_unit_test_teardown(test_irqs, srv_teardown),
+		cmocka_unit_test_teardown(test_reset, srv_teardown),
+		cmocka_unit_test_teardown(test_migration_feature, srv_teardown),
+		cmocka_unit_test_teardown(test_state_machine, srv_teardown),
+		cmocka_unit_test_teardown(test_state_refused_arc, srv_teardown),
+		cmocka_unit_test_teardown(test_mig_data, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost_resuming, srv_teardown),
+		cmocka_unit_test_teardown(test_client_lost_refused_arc, srv_teardown),
+		cmocka_unit_test_teardown(test_region_info_no_fds, srv_teardown),
+		cmocka_unit_test_teardown(test_socket_path, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

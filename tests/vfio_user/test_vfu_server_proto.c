@@ -18,14 +18,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct test_srv T;
-
-static int teardown(void **state)
-{
-	srv_free(&T);
-	return 0;
-}
-
 /* The server closed the connection: end of stream on our side. */
 static void assert_closed(void)
 {
@@ -214,23 +206,23 @@ static void test_fds(void **state)
 		fds[i] = mfd;
 	srv_start(&T, NULL);
 	srv_negotiate(&T);
-	before = open_fds();
+	before = count_open_fds();
 	/* On a command that takes none. */
 	assert_int_equal(srv_call(&T, VFU_CMD_DEVICE_GET_INFO, &di, sizeof(di), fds, 1), -EINVAL);
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	/* Two on DMA_MAP: refused, nothing mapped. */
 	assert_int_equal(srv_call(&T, VFU_CMD_DMA_MAP, &m, sizeof(m), fds, 2), -EINVAL);
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	/* More than we accept (8), and more than the control buffer holds. */
 	assert_int_equal(srv_call(&T, VFU_CMD_DMA_MAP, &m, sizeof(m), fds, 9), -EINVAL);
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	assert_int_equal(srv_call(&T, VFU_CMD_DMA_MAP, &m, sizeof(m), fds, VFU_MAX_FDS + 8),
 			 -EINVAL);
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	/* The mapping never happened: it can be made now, with one fd. */
 	assert_int_equal(srv_call(&T, VFU_CMD_DMA_MAP, &m, sizeof(m), fds, 1), 0);
 	/* The server holds the mapping, not the descriptor. */
-	assert_int_equal(open_fds(), before);
+	assert_int_equal(count_open_fds(), before);
 	close(mfd);
 }
 
@@ -441,17 +433,17 @@ static void test_lying_sizes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_version_ok, teardown),
-		cmocka_unit_test_teardown(test_version_subset, teardown),
-		cmocka_unit_test_teardown(test_version_bad, teardown),
-		cmocka_unit_test_teardown(test_before_version, teardown),
-		cmocka_unit_test_teardown(test_header_flags, teardown),
-		cmocka_unit_test_teardown(test_unknown_commands, teardown),
-		cmocka_unit_test_teardown(test_fds, teardown),
-		cmocka_unit_test_teardown(test_too_large, teardown),
-		cmocka_unit_test_teardown(test_truncated, teardown),
-		cmocka_unit_test_teardown(test_short_payloads, teardown),
-		cmocka_unit_test_teardown(test_lying_sizes, teardown),
+		cmocka_unit_test_teardown(test_version_ok, srv_teardown),
+		cmocka_unit_test_teardown(test_version_subset, srv_teardown),
+		cmocka_unit_test_teardown(test_version_bad, srv_teardown),
+		cmocka_unit_test_teardown(test_before_version, srv_teardown),
+		cmocka_unit_test_teardown(test_header_flags, srv_teardown),
+		cmocka_unit_test_teardown(test_unknown_commands, srv_teardown),
+		cmocka_unit_test_teardown(test_fds, srv_teardown),
+		cmocka_unit_test_teardown(test_too_large, srv_teardown),
+		cmocka_unit_test_teardown(test_truncated, srv_teardown),
+		cmocka_unit_test_teardown(test_short_payloads, srv_teardown),
+		cmocka_unit_test_teardown(test_lying_sizes, srv_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

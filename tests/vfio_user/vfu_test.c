@@ -5,7 +5,6 @@
  */
 #include "vfu_test.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,14 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+struct test_srv T;
+
+int srv_teardown(void **state)
+{
+	srv_free(&T);
+	return 0;
+}
 
 static int64_t td_region_rw(void *opaque, uint32_t index, uint64_t offset, void *buf,
 			    uint32_t count, bool write)
@@ -196,41 +203,11 @@ void srv_send(struct test_srv *t, uint16_t cmd, uint32_t flags, const void *payl
 	struct iovec iov[2] = {{.iov_base = &h, .iov_len = sizeof(h)},
 			       {.iov_base = (void *)payload, .iov_len = len}};
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-	size_t total = sizeof(h) + len, sent = 0;
 
 	/* Raw, so that tests can attach more descriptors than the library would send. */
 	assert_true(nfds <= 64);
-	if (nfds) {
-		struct cmsghdr *c;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
-	while (sent < total) {
-		ssize_t r = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
-
-		assert_true(r > 0);
-		sent += (size_t)r;
-		mh.msg_control = NULL;
-		mh.msg_controllen = 0;
-		while (r > 0) {
-			if ((size_t)r >= mh.msg_iov[0].iov_len) {
-				r -= (ssize_t)mh.msg_iov[0].iov_len;
-				mh.msg_iov++;
-				mh.msg_iovlen--;
-			} else {
-				mh.msg_iov[0].iov_base = (char *)mh.msg_iov[0].iov_base + r;
-				mh.msg_iov[0].iov_len -= (size_t)r;
-				r = 0;
-			}
-		}
-	}
+	vfu_put_fds(&mh, ctl.b, sizeof(ctl.b), fds, nfds);
+	assert_int_equal(vfu_sendmsg_all(t->fd, &mh), 0);
 }
 
 int srv_recv(struct test_srv *t)
@@ -324,6 +301,61 @@ int srv_dma_unmap(struct test_srv *t, uint64_t iova, uint64_t size, uint32_t fla
 	return srv_call(t, VFU_CMD_DMA_UNMAP, &u, sizeof(u), NULL, 0);
 }
 
+void srv_start_kind(struct test_srv *t, enum dt_device_kind kind)
+{
+	struct dt_vfu_server_opts o;
+
+	srv_default_opts(t, &o);
+	o.dma_kind = kind;
+	srv_start(t, &o);
+	srv_negotiate(t);
+}
+
+int srv_logging_start(struct test_srv *t, const struct vfu_dma_logging_range *r, uint32_t n,
+		      uint64_t page_size)
+{
+	uint8_t buf[16 + 16 * 8];
+	struct vfu_dma_logging_control ctl = {.page_size = page_size, .num_ranges = n};
+
+	assert_true(n <= 8);
+	memcpy(buf, &ctl, sizeof(ctl));
+	if (n)
+		memcpy(buf + sizeof(ctl), r, n * sizeof(*r));
+	return srv_feature(t, VFU_FEATURE_SET | VFU_FEATURE_DMA_LOGGING_START,
+			   (uint32_t)(8 + sizeof(ctl) + n * sizeof(*r)), buf,
+			   sizeof(ctl) + n * sizeof(*r));
+}
+
+int srv_report(struct test_srv *t, uint64_t iova, uint64_t length, uint64_t page_size,
+	       const uint8_t **bitmap)
+{
+	struct vfu_dma_logging_report rep = {
+		.iova = iova, .length = length, .page_size = page_size};
+	uint64_t nbits = page_size ? length / page_size : 0, bytes = (nbits + 63) / 64 * 8;
+	int r = srv_feature(t, VFU_FEATURE_GET | VFU_FEATURE_DMA_LOGGING_REPORT,
+			    (uint32_t)(8 + 24 + bytes), &rep, sizeof(rep));
+
+	if (r)
+		return r;
+	assert_int_equal(t->reply.len, 8 + 24 + bytes);
+	assert_memory_equal(t->reply.payload + 8, &rep, sizeof(rep));
+	*bitmap = t->reply.payload + 8 + 24;
+	return 0;
+}
+
+bool bm_bit(const uint8_t *bm, uint64_t n)
+{
+	return bm[n / 8] & (1u << (n % 8));
+}
+
+uint64_t srv_mappings(struct test_srv *t)
+{
+	struct dt_iommu_stats st;
+
+	assert_int_equal(dt_iommu_get_stats(dt_vfu_server_iommu(t->s), &st), 0);
+	return st.mappings;
+}
+
 int memfd_new(uint64_t size, void **va)
 {
 	int fd = memfd_create("vfu-test", MFD_CLOEXEC);
@@ -335,16 +367,4 @@ int memfd_new(uint64_t size, void **va)
 		assert_true(*va != MAP_FAILED);
 	}
 	return fd;
-}
-
-int open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
 }

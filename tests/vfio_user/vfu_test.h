@@ -25,6 +25,10 @@
 
 #include "vfio_user/msg.h"
 
+/* count_open_fds() and friends. */
+#include "../core/test_util.h"
+#include "../transport/transport_test.h"
+
 #define TD_NREGIONS  3
 #define TD_REGION_SZ 4096
 #define TD_MIG_MAX   (1 << 20)
@@ -63,6 +67,14 @@ struct test_srv {
 	struct vfu_msg reply;
 };
 
+#define KB 1024ull
+#define MB (1024ull * KB)
+#define PG 4096ull
+
+/* The one server of a test program, and the cmocka teardown that frees it. */
+extern struct test_srv T;
+int srv_teardown(void **state);
+
 /* Options for the default test device; the caller may change them before srv_start. */
 void srv_default_opts(struct test_srv *t, struct dt_vfu_server_opts *o);
 /* Start the server thread with o (NULL: the defaults). */
@@ -96,10 +108,21 @@ int srv_dma_map(struct test_srv *t, uint64_t iova, uint64_t size, int fd, uint64
 		uint32_t flags);
 int srv_dma_unmap(struct test_srv *t, uint64_t iova, uint64_t size, uint32_t flags);
 
+/* srv_start with the default device and dma_kind, then srv_negotiate. */
+void srv_start_kind(struct test_srv *t, enum dt_device_kind kind);
+/* DMA_LOGGING_START over n ranges; returns as srv_call. */
+int srv_logging_start(struct test_srv *t, const struct vfu_dma_logging_range *r, uint32_t n,
+		      uint64_t page_size);
+/* DMA_LOGGING_REPORT with argsz for the whole bitmap; on success *bitmap points into the
+ * reply (whose header fields are checked). */
+int srv_report(struct test_srv *t, uint64_t iova, uint64_t length, uint64_t page_size,
+	       const uint8_t **bitmap);
+/* Bit n of a bitmap. */
+bool bm_bit(const uint8_t *bm, uint64_t n);
+/* Mappings in the server's container. */
+uint64_t srv_mappings(struct test_srv *t);
+
 /* A memfd of size bytes, mapped here at *va. */
 int memfd_new(uint64_t size, void **va);
-
-/* Count of open descriptors of the process. */
-int open_fds(void);
 
 #endif
