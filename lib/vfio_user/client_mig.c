@@ -277,7 +277,7 @@ static int query_data_size(struct dt_vfu_client *c, uint64_t *size)
 static uint64_t mig_pending(void *opaque)
 {
 	struct dt_vfu_client *c = opaque;
-	uint64_t est = 0, size;
+	uint64_t est = 0, size = 0;
 	size_t before;
 
 	pthread_mutex_lock(&c->lock);
