@@ -174,7 +174,7 @@ static int banks_create(struct vm *vm)
 		char name[32];
 
 		snprintf(name, sizeof(name), "dt-vm-bank%u", i);
-		vm->bank_fd[i] = memfd_create(name, MFD_CLOEXEC);
+		vm->bank_fd[i] = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (vm->bank_fd[i] >= 0 && !ftruncate(vm->bank_fd[i], (off_t)bank_size))
 			host = mmap(NULL, bank_size, PROT_READ | PROT_WRITE,
 				    MAP_SHARED | MAP_NORESERVE, vm->bank_fd[i], 0);

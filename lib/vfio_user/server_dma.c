@@ -17,6 +17,7 @@
 #include "vfio_user/server_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,13 @@ int vfu_handle_dma_map(struct dt_vfu_server *s, struct vfu_msg *msg)
 		if (in.offset > (uint64_t)INT64_MAX)
 			return log_fail(-EINVAL, "DMA_MAP: offset 0x%llx",
 					(unsigned long long)in.offset);
+		/* ...and so would a file the client shrinks later: seal it against shrinking
+		 * where the file allows seals (memfd_create with MFD_ALLOW_SEALING). Others are
+		 * taken on trust, as the spec does (docs/vfio-user.md, "Trust"). */
+		if (S_ISREG(mode) && fcntl(msg->fds[0], F_ADD_SEALS, F_SEAL_SHRINK) &&
+		    errno != EPERM && errno != EINVAL)
+			return log_fail(-errno, "DMA_MAP: sealing the file against shrinking: %s",
+					strerror(errno));
 		m.va = sys_mmap(NULL, in.size, prot, MAP_SHARED, msg->fds[0], (long)in.offset,
 				&err);
 		m.has_fd = true;

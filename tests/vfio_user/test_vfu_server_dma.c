@@ -10,6 +10,7 @@
 #include "vfu_test.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,23 @@ static void test_map_unmap(void **state)
 	assert_int_equal(dt_vfu_dma_rw(T.s, 1 * MB + 200, "server", 6, true), 0);
 	assert_memory_equal(va + 16 * KB + 200, "server", 6);
 	assert_memory_equal((uint8_t *)last_host + 200, "server", 6);
+	/* A file that takes seals is sealed against shrinking (no SIGBUS later); one that
+	 * takes none (memfd_new's) is mapped all the same. */
+	{
+		int sealable = memfd_create("vfu-seal", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+		assert_true(sealable >= 0);
+		assert_int_equal(ftruncate(sealable, 64 * KB), 0);
+		assert_int_equal(srv_dma_map(&T, 8 * MB, 16 * KB, sealable, 0, 3), 0);
+		assert_true(fcntl(sealable, F_GET_SEALS) & F_SEAL_SHRINK);
+		assert_int_equal(ftruncate(sealable, 4 * KB), -1);
+		assert_int_equal(errno, EPERM);
+		assert_int_equal(ftruncate(sealable, 128 * KB), 0); /* growing is harmless */
+		assert_int_equal(fcntl(fd, F_GET_SEALS) & F_SEAL_SHRINK, 0);
+		assert_int_equal(srv_dma_unmap(&T, 8 * MB, 16 * KB, 0), 0);
+		close(sealable);
+		maps_seen--, unmaps_seen--;
+	}
 
 	/* Refusals, none of which maps anything. */
 	assert_int_equal(srv_dma_map(&T, 1 * MB + 16 * KB, 32 * KB, fd, 0, 3), -EEXIST);

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,6 +120,9 @@ static void check_type(enum vdev_type type)
 
 	ctx_set("remote device %s", vdev_type_name(type));
 	assert_int_equal(migrate(type, true, &src, &d, &a, &b, &res), 0);
+	/* the device server sealed guest memory against shrinking (it cannot SIGBUS) */
+	for (unsigned bnk = 0; bnk < VM_NBANKS; bnk++)
+		EXPECT_TRUE(fcntl(src.vm.bank_fd[bnk], F_GET_SEALS) & F_SEAL_SHRINK);
 	assert_int_equal(d.ret, 0);
 	EXPECT_EQ(d.res.digest, res.digest);
 	EXPECT_EQ(d.res.ndevices_loaded, src.nmdev);
