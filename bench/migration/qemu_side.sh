@@ -34,8 +34,8 @@
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-NETNS="$HERE/netns.sh"
+. "$HERE/lib.sh" # ROOT, NETNS, usage, die, is_num, set_opt, stop_all, cleanup
+USAGE=4,20 # usage: lines 4 to 20 of the comment above
 # Our own namespaces (dtq-src, dtq-dst): run.sh and sweep.sh use dt-*, and a setup or teardown
 # of one harness must not cut the other's link.
 DT_NETNS=${DT_NETNS:-dtq}
@@ -57,42 +57,15 @@ DT=
 RELAY=
 IMAGE=
 
-usage() {
-	sed -n '4,20p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 while [ $# -gt 0 ]; do
 	case $1 in -h | --help) usage ;; esac
 	[ $# -ge 2 ] || usage
-	case $1 in
-	--size) SIZE=$2 ;;
-	--rate) RATE=$2 ;;
-	--rtt-ms) RTT_MS=$2 ;;
-	--workloads) WORKLOADS=$2 ;;
-	--reps) REPS=$2 ;;
-	--warmup) WARMUP=$2 ;;
-	--timeout) TIMEOUT=$2 ;;
-	--engines) ENGINES=$2 ;;
-	--accel) ACCEL=$2 ;;
-	--max-downtime) MAX_DOWNTIME=$2 ;;
-	--out) OUT=$2 ;;
-	--keep) KEEP=$2 ;;
-	--dt) DT=$2 ;;
-	--relay) RELAY=$2 ;;
-	--image) IMAGE=$2 ;;
-	*) usage ;;
-	esac
+	set_opt "size rate rtt-ms workloads reps warmup timeout engines accel max-downtime out keep \
+		dt relay image" "$1" "$2"
 	shift 2
 done
 
-die() {
-	echo "qemu_side.sh: $*" >&2
-	exit 1
-}
-
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, tc, apt-get); run it as root"
-is_num() { echo "$1" | grep -Eq '^[0-9]+(\.[0-9]+)?$'; }
 is_num "$SIZE" || die "--size: expected MiB, not '$SIZE'"
 is_num "$RTT_MS" || die "--rtt-ms: expected milliseconds, not '$RTT_MS'"
 is_num "$REPS" || die "--reps: expected a count, not '$REPS'"
@@ -148,23 +121,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/dt-qemu-side.XXXXXX")
 SHM=$T
 [ ! -d /dev/shm ] || SHM=$(mktemp -d /dev/shm/dt-qemu-side.XXXXXX)
 PIDS=""
-cleanup() {
-	rc=$?
-	trap - EXIT INT TERM HUP
-	for p in $PIDS; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null || true
-	done
-	"$NETNS" teardown || true
-	if [ -n "$KEEP" ] && mkdir -p "$KEEP"; then
-		cp "$T"/*.out "$T"/*.err "$T"/*.dc "$KEEP"/ 2>/dev/null || true
-	fi
-	rm -rf "$T" "$SHM"
-	exit $rc
-}
-trap cleanup EXIT
+trap 'cleanup "out err dc" "$SHM"' EXIT
 trap 'exit 1' INT TERM HUP
 
 if [ -z "$ACCEL" ]; then
@@ -205,17 +162,6 @@ relay_to() {
 	PIDS="$PIDS $rpid"
 	PORT=$(listen_port "$T/$2-relay.err" 'listening ' "$rpid" delay_relay)
 	[ -n "$PORT" ] || die "no port from delay_relay"
-}
-
-# stop_all: kill what this run started (the namespaces stay).
-stop_all() {
-	for p in $PIDS; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null || true
-	done
-	PIDS=""
 }
 
 emit() {

@@ -28,8 +28,8 @@
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-NETNS="$HERE/netns.sh"
+. "$HERE/lib.sh" # ROOT, NETNS, usage, die, is_num, set_opt, stop_all, cleanup
+USAGE=4,10 # usage: lines 4 to 10 of the comment above
 
 SIZE=256M
 RATE=1gbit
@@ -49,11 +49,6 @@ KEEP=
 DT=
 RELAY=
 
-usage() {
-	sed -n '4,10p' "$0" | sed 's/^# \{0,1\}//' >&2
-	exit 2
-}
-
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick)
@@ -69,35 +64,12 @@ while [ $# -gt 0 ]; do
 	-h | --help) usage ;;
 	esac
 	[ $# -ge 2 ] || usage
-	case $1 in
-	--size) SIZE=$2 ;;
-	--rate) RATE=$2 ;;
-	--rtt-ms) RTT_MS=$2 ;;
-	--pattern) PATTERN=$2 ;;
-	--dirty) DIRTY=$2 ;;
-	--hot) HOT=$2 ;;
-	--pinned) PINNED=$2 ;;
-	--seed) SEED=$2 ;;
-	--drop-at) DROP_AT=$2 ;;
-	--max-downtime) MAX_DOWNTIME=$2 ;;
-	--phase-ms) PHASE_MS=$2 ;;
-	--policy) POLICY=$2 ;;
-	--timeout) TIMEOUT=$2 ;;
-	--keep) KEEP=$2 ;;
-	--dt) DT=$2 ;;
-	--relay) RELAY=$2 ;;
-	*) usage ;;
-	esac
+	set_opt "size rate rtt-ms pattern dirty hot pinned seed drop-at max-downtime phase-ms policy \
+		timeout keep dt relay" "$1" "$2"
 	shift 2
 done
 
-die() {
-	echo "run.sh: $*" >&2
-	exit 1
-}
-
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces and tc); run it as root"
-is_num() { echo "$1" | grep -Eq '^[0-9]+(\.[0-9]+)?$'; }
 is_num "$RTT_MS" || die "--rtt-ms: expected milliseconds, not '$RTT_MS'"
 is_num "$DIRTY" || die "--dirty: expected a fraction of the link rate, not '$DIRTY'"
 [ -z "$DROP_AT" ] || is_num "$DROP_AT" || die "--drop-at: expected seconds, not '$DROP_AT'"
@@ -118,25 +90,7 @@ fi
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/dt-mig-cell.XXXXXX")
 PIDS=""
-cleanup() {
-	rc=$?
-	trap - EXIT INT TERM HUP
-	for p in $PIDS; do
-		kill -9 "$p" 2>/dev/null || true
-	done
-	for p in $PIDS; do
-		wait "$p" 2>/dev/null || true
-	done
-	"$NETNS" teardown || true
-	if [ -n "$KEEP" ]; then
-		if mkdir -p "$KEEP"; then
-			cp "$T"/*.out "$T"/*.err "$KEEP"/ 2>/dev/null || true
-		fi
-	fi
-	rm -rf "$T"
-	exit $rc
-}
-trap cleanup EXIT
+trap 'cleanup "out err"' EXIT
 trap 'exit 1' INT TERM HUP
 
 if [ -z "$RELAY" ]; then

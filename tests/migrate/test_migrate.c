@@ -33,6 +33,8 @@
 
 #include <dirtytrack/dirtytrack.h>
 
+#include "../seed.h"
+#include "dest_thread.h"
 #include "migrate/wire.h"
 
 #define PAGE	4096ull
@@ -40,17 +42,6 @@
 #define NPAGES	4096ull	    /* 16 MiB */
 #define RING	16ull	    /* pages the emulated device pins, at RING_AT */
 #define RING_AT 100ull
-
-static uint64_t seed;
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 struct vm {
 	uint8_t *mem, *dst;
@@ -199,23 +190,6 @@ static void expect_equal_memory(const struct vm *vm)
 }
 
 /* ---- a destination thread --------------------------------------------------------------- */
-
-struct dest {
-	pthread_t thread;
-	struct dt_migrate_dest_opts opts;
-	struct dt_migrate_dest_result res;
-	int ret;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest *d = arg;
-
-	d->ret = dt_migrate_dest(&d->opts, &d->res);
-	/* What a real destination does when it ends: close its side. */
-	dt_transport_shutdown(d->opts.transport);
-	return NULL;
-}
 
 static void dest_start(struct dest *d, struct dt_transport *t, const struct dt_region *r,
 		       const struct dt_migrate_device *devs, unsigned ndevs)
@@ -1132,12 +1106,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_einval),
 	};
-	const char *env = getenv("DT_SEED");
 
-	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+	seed_init("test_migrate: ");
 	/* The engine's decisions and errors, for whoever reads a failure. */
 	dt_set_log(dt_log_stderr, NULL, getenv("DT_VERBOSE") ? DT_LOG_DEBUG : DT_LOG_ERR);
-	printf("test_migrate: seed %llu (DT_SEED=%llu to replay)\n", (unsigned long long)seed,
-	       (unsigned long long)seed);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,8 @@
 #include <dirtytrack/dirtytrack.h>
 #include <dirtytrack/vfio_user.h>
 
+#include "../seed.h"
+
 #define PAGE	 4096ull
 #define REGION	 (2ull << 20) /* A and B: 2 MiB each */
 #define IOVA_A	 (2ull << 20)
@@ -47,17 +49,6 @@
 #define NPAGES	 (2 * REGION / PAGE) /* pages of A and B */
 #define SET_BASE IOVA_A
 #define SET_LEN	 (IOVA_C + C_SIZE - IOVA_A)
-
-static uint64_t seed;
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 struct env {
 	int fd_a, fd_b;
@@ -666,11 +657,8 @@ int main(void)
 		cmocka_unit_test(test_connect_path),
 		cmocka_unit_test(test_concurrent_calls),
 	};
-	const char *s = getenv("DT_SEED");
 
-	seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
-	printf("seed %llu (DT_SEED=%llu to replay)\n", (unsigned long long)seed,
-	       (unsigned long long)seed);
+	seed_init("");
 	if (getenv("DT_TEST_LOG"))
 		dt_set_log(dt_log_stderr, NULL, DT_LOG_DEBUG);
 	return cmocka_run_group_tests(tests, NULL, NULL);

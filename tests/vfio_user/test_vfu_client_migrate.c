@@ -44,6 +44,9 @@
 #include <dirtytrack/dirtytrack.h>
 #include <dirtytrack/vfio_user.h>
 
+#include "../migrate/dest_thread.h"
+#include "../seed.h"
+
 #define PAGE	4096ull
 #define REGION	(2ull << 20)
 #define IOVA_A	(2ull << 20)
@@ -52,17 +55,6 @@
 #define BLOB	20000u /* device state */
 #define PRE_LEN 6000u  /* of which pre-copy data */
 #define BURST	24u    /* pages written by the device as it stops */
-
-static uint64_t seed;
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static void make_blob(uint8_t *b)
 {
@@ -248,22 +240,6 @@ static struct dt_vfu_client *dest_dev_start(struct dest_dev *d)
 }
 
 /* ---- the migration ----------------------------------------------------------------------------- */
-
-struct dest {
-	pthread_t thread;
-	struct dt_migrate_dest_opts opts;
-	struct dt_migrate_dest_result res;
-	int ret;
-};
-
-static void *dest_main(void *arg)
-{
-	struct dest *d = arg;
-
-	d->ret = dt_migrate_dest(&d->opts, &d->res);
-	dt_transport_shutdown(d->opts.transport);
-	return NULL;
-}
 
 struct source {
 	struct dt_vfu_client *c;
@@ -464,11 +440,8 @@ int main(void)
 		cmocka_unit_test(test_migrate_pending_heuristic),
 		cmocka_unit_test(test_negative_control),
 	};
-	const char *s = getenv("DT_SEED");
 
-	seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL);
-	printf("seed %llu (DT_SEED=%llu to replay)\n", (unsigned long long)seed,
-	       (unsigned long long)seed);
+	seed_init("");
 	signal(SIGPIPE, SIG_IGN);
 	if (getenv("DT_TEST_LOG"))
 		dt_set_log(dt_log_stderr, NULL, DT_LOG_DEBUG);
