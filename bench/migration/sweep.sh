@@ -13,14 +13,14 @@
 #             xen, cloud-hypervisor (bench/migration/policies.c, run by the real engine
 #             through `dirtytrack migrate --policy`), 256 MiB, 1 Gbit/s, RTT 2 ms, pinned
 #             16 MiB, uniform at 0.3 and 1.2 x and Zipf at 0.6 x the link, 2 seeds (36 runs,
-#             about 25 minutes)
+#             about 7 minutes)
 #   --medium  every dimension of the full matrix, one at a time around a base cell (1 GiB,
-#             1 Gbit/s, RTT 2 ms, uniform 0.3 x link, no pinned pages): 4 GiB; 10 Gbit/s;
+#             1 Gbit/s, RTT 2 ms, uniform 0.3 x link, no pinned pages): idle; 4 GiB; 10 Gbit/s;
 #             RTT 0.2 ms; uniform 0.1, 0.6, 0.9, 1.2; Zipf 0.3, 1.2; phase 0.6; pinned
-#             64 MiB, 25 %; the rate halved 1 s in; 2 seeds (28 runs, about 30 minutes)
-#   --full    issue 6's matrix: 1 GiB and 4 GiB, 1 and 10 Gbit/s, RTT 0.2 and 2 ms, uniform at
-#             0.1-1.2 x, Zipf and phase, pinned 0, 64 MiB and 25 %, the mid-run drop by half,
-#             3 seeds (hours)
+#             64 MiB, 25 %; the rate halved 1 s in; 2 seeds (30 runs, about 8 minutes)
+#   --full    issue 6's matrix: 1 GiB and 4 GiB, 1 and 10 Gbit/s, RTT 0.2 and 2 ms, idle,
+#             uniform at 0.1-1.2 x, Zipf and phase, pinned 0, 64 MiB and 25 %, the mid-run
+#             drop by half, 3 seeds (288 cells, 864 runs: hours)
 #   --out     the JSON lines file, appended to (default results/sweep-MODE-DATE.jsonl here)
 #   --seeds   seeds per cell (1..N), overriding the mode's count
 #   --dt      the dirtytrack executable (default build-release/tools/dirtytrack)
@@ -132,6 +132,8 @@ cells() {
 	medium)
 		b="--rtt-ms 2 --timeout 600"
 		echo "1G-1gbit-rtt2-uniform0.3-pin0|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.3"
+		# idle: 0.1 % of the memory hot (262 pages), rewritten ~6 times a second
+		echo "1G-1gbit-rtt2-idle-pin0|--size 1G --rate 1gbit $b --pattern uniform --dirty 0.05 --hot 262"
 		echo "4G-1gbit-rtt2-uniform0.3-pin0|--size 4G --rate 1gbit $b --pattern uniform --dirty 0.3"
 		echo "1G-10gbit-rtt2-uniform0.3-pin0|--size 1G --rate 10gbit $b --pattern uniform --dirty 0.3"
 		echo "1G-1gbit-rtt0.2-uniform0.3-pin0|--size 1G --rate 1gbit --rtt-ms 0.2 --timeout 600 --pattern uniform --dirty 0.3"
@@ -157,6 +159,10 @@ cells() {
 						[ "$p" = 25% ] && pn=25pct
 						c="--size $size --rate $rate --rtt-ms $rtt --pinned $p --timeout $to"
 						n="$size-$rate-rtt$rtt"
+						# idle: 0.1 % of the memory hot
+						hot=262
+						[ "$size" = 1G ] || hot=1049
+						echo "$n-idle-pin$pn|$c --pattern uniform --dirty 0.05 --hot $hot"
 						for f in 0.1 0.3 0.6 0.9 1.2; do
 							echo "$n-uniform$f-pin$pn|$c --pattern uniform --dirty $f"
 						done
