@@ -36,6 +36,7 @@
 #include <dirtytrack/vfio_user_client.h>
 
 #include "core/alloc.h"
+#include "../seed.h"
 #include "vfio_user/msg.h"
 
 #define PAGE  4096ull
@@ -100,15 +101,6 @@ struct fake {
 	int idle_reply_error;
 };
 
-static uint64_t rnd64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Page p (in units of the report page) is dirty in the fake device's log. */
 static bool fake_dirty(uint64_t p)
 {
@@ -127,7 +119,7 @@ static void reply(struct fake *f, const struct vfu_msg *m, const void *payload, 
 			: 0;
 
 	(void)cmd_feature;
-	if (f->mutate && rnd64(&f->mut_rng) % 256 < f->mutate) {
+	if (f->mutate && rnd(&f->mut_rng) % 256 < f->mutate) {
 		/* Flip 1 to 3 random bytes of the reply, msg_size excepted (a bigger size only
 		 * makes the client wait for bytes that never come: the timeout case). */
 		uint8_t *raw = malloc(VFU_HDR_SIZE + len + 1);
@@ -135,13 +127,13 @@ static void reply(struct fake *f, const struct vfu_msg *m, const void *payload, 
 				    .cmd = m->hdr.cmd,
 				    .msg_size = (uint32_t)(VFU_HDR_SIZE + len),
 				    .flags = VFU_F_TYPE_REPLY};
-		unsigned flips = 1 + rnd64(&f->mut_rng) % 3;
+		unsigned flips = 1 + rnd(&f->mut_rng) % 3;
 
 		memcpy(raw, &h, sizeof(h));
 		if (len)
 			memcpy(raw + VFU_HDR_SIZE, payload, len);
 		for (unsigned i = 0; i < flips; i++) {
-			uint64_t r = rnd64(&f->mut_rng);
+			uint64_t r = rnd(&f->mut_rng);
 			size_t at = r % (VFU_HDR_SIZE + len);
 
 			if (at >= 4 && at < 8)
@@ -945,13 +937,12 @@ static void test_random_replies(void **state)
 {
 	struct dt_vfu_client_opts opts = {
 		.size = sizeof(opts), .timeout_ms = 1500, .max_data_xfer_size = 1024};
-	const char *env = getenv("DT_SEED");
-	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL), rng = seed;
 	uint8_t *mem = guest_mem();
 	unsigned broken = 0, errors = 0, calls = 0, timeouts = 0;
+	uint64_t rng;
 
-	printf("  seed %llu (DT_SEED=%llu to replay)\n", (unsigned long long)seed,
-	       (unsigned long long)seed);
+	seed_init("  ");
+	rng = seed;
 	for (int iter = 0; iter < 150; iter++) {
 		struct fake *f = calloc(1, sizeof(*f));
 		struct dt_vfu_client *c = fake_start(f, &opts);
@@ -959,7 +950,7 @@ static void test_random_replies(void **state)
 		bool was_broken = false;
 
 		f->mig_out_len = 3000;
-		f->mut_rng = rnd64(&rng);
+		f->mut_rng = rnd(&rng);
 		f->mutate = 80; /* about 30 % of the replies */
 		dt_vfu_client_migrate_device(c, "d", &dev);
 		for (int k = 0; k < 12; k++) {
@@ -969,7 +960,7 @@ static void test_random_replies(void **state)
 			enum dt_vfu_mig_state st;
 			int64_t ret = 0;
 
-			switch (rnd64(&rng) % 10) {
+			switch (rnd(&rng) % 10) {
 			case 0:
 				ret = dt_vfu_client_dma_map(c, IOVA, NPAGE * PAGE, -1, 0, mem,
 							    PROT_READ | PROT_WRITE);
@@ -991,7 +982,7 @@ static void test_random_replies(void **state)
 				ret = dt_vfu_client_region_info(c, 1, &ri);
 				break;
 			case 6:
-				ret = dt_vfu_client_mig_set_state(c, rnd64(&rng) % 2
+				ret = dt_vfu_client_mig_set_state(c, rnd(&rng) % 2
 									     ? DT_VFU_MIG_STOP_COPY
 									     : DT_VFU_MIG_RUNNING);
 				break;
