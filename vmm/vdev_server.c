@@ -195,6 +195,8 @@ static int64_t mig_read(void *opaque, void *buf, uint64_t size)
 
 	if (n > size)
 		n = (size_t)size;
+	if (!n)
+		return 0; /* nothing saved (no device), or all of it read */
 	memcpy(buf, s->mig + s->mig_off, n);
 	s->mig_off += n;
 	return (int64_t)n;
@@ -205,6 +207,8 @@ static int64_t mig_write(void *opaque, const void *buf, uint64_t size)
 	struct vdev_server *s = opaque;
 	uint8_t *more;
 
+	if (!size)
+		return 0;
 	if (size > MIG_STATE_MAX - s->mig_len)
 		return -EFBIG;
 	more = realloc(s->mig, s->mig_len + size);
