@@ -179,8 +179,9 @@ static int collect_unmap_notes(struct dt_iommu *iommu, uint64_t iova, uint64_t l
 			if (!d->unmap_cb)
 				continue;
 			while (u64map_next(&d->pins, &it, &key, &val)) {
+				/* in pfns: a mapping may end at 2^64, where iova + size wraps */
 				if (key < m->iova >> DT_PAGE_SHIFT ||
-				    key >= (m->iova + m->size) >> DT_PAGE_SHIFT)
+				    key - (m->iova >> DT_PAGE_SHIFT) >= m->size >> DT_PAGE_SHIFT)
 					continue;
 				if (n == cap) {
 					struct unmap_note *p;

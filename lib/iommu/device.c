@@ -154,7 +154,9 @@ static void drop_pins_between(struct dt_device *dev, struct dt_mapping *m, uint6
 
 void device_drop_pins_in(struct dt_device *dev, struct dt_mapping *m)
 {
-	drop_pins_between(dev, m, m->iova >> DT_PAGE_SHIFT, (m->iova + m->size) >> DT_PAGE_SHIFT);
+	/* in pfns: a mapping may end at 2^64, where iova + size wraps to 0 and would drop none */
+	drop_pins_between(dev, m, m->iova >> DT_PAGE_SHIFT,
+			  (m->iova >> DT_PAGE_SHIFT) + (m->size >> DT_PAGE_SHIFT));
 }
 
 int dt_device_detach(struct dt_device *dev)
