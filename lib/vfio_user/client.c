@@ -38,14 +38,6 @@ void client_reply_done(struct client_reply *reply)
 	vfu_msg_close_fds(&reply->msg);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* The receive buffer can hold a reply of max_reply payload bytes and any server request
  * we accept (a DMA_WRITE of the data transfer size). */
 static int ensure_rbuf(struct dt_vfu_client *c, size_t max_reply)
@@ -74,7 +66,7 @@ static int wait_readable(struct dt_vfu_client *c, uint64_t deadline)
 		int timeout = -1, r;
 
 		if (c->timeout_ms >= 0) {
-			uint64_t now = now_ms();
+			uint64_t now = vfu_now_ms();
 
 			if (now >= deadline)
 				return -ETIMEDOUT;
@@ -127,7 +119,7 @@ static int recv_one(struct dt_vfu_client *c, uint64_t deadline, struct vfu_msg *
 int client_xact(struct dt_vfu_client *c, uint16_t cmd, const struct iovec *iov, unsigned niov,
 		const int *fds, unsigned nfds, size_t max_reply, struct client_reply *reply)
 {
-	uint64_t deadline = now_ms() + (uint64_t)(c->timeout_ms > 0 ? c->timeout_ms : 0);
+	uint64_t deadline = vfu_now_ms() + (uint64_t)(c->timeout_ms > 0 ? c->timeout_ms : 0);
 	uint16_t id = vfu_next_id(&c->next_id);
 	struct vfu_msg *msg = &reply->msg;
 	int ret;
@@ -471,7 +463,7 @@ int dt_vfu_client_process(struct dt_vfu_client *c)
 			break;
 		ret = ensure_rbuf(c, 0);
 		if (!ret)
-			ret = recv_one(c, now_ms() + 1000, &msg);
+			ret = recv_one(c, vfu_now_ms() + 1000, &msg);
 		if (ret)
 			break;
 		if ((msg.hdr.flags & VFU_F_TYPE_MASK) != VFU_F_TYPE_COMMAND) {

@@ -14,11 +14,13 @@
 #include "vfio_user/msg.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <sys/un.h>
 
 #include "core/log.h"
@@ -62,12 +64,40 @@ static int conn_errno(int64_t r)
 	return (int)r;
 }
 
-/* Read exactly len bytes (MSG_WAITALL may still return less after a signal). */
+int vfu_msg_rest_timeout_ms = 10000;
+
+uint64_t vfu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Read exactly len bytes of a message already begun: they must all come within
+ * vfu_msg_rest_timeout_ms, else -ETIMEDOUT (a peer that stalls mid-message would otherwise
+ * hold the reader for ever, and the stream is out of step either way). */
 static int recv_exact(int sock, uint8_t *p, size_t len)
 {
-	while (len) {
-		int64_t r = sys_recv(sock, p, len, MSG_WAITALL);
+	int64_t deadline = (int64_t)vfu_now_ms() + vfu_msg_rest_timeout_ms;
 
+	while (len) {
+		struct pollfd pfd = {.fd = sock, .events = POLLIN};
+		int64_t left = deadline - (int64_t)vfu_now_ms(), r;
+		int n = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (!n)
+			return log_fail(-ETIMEDOUT,
+					"vfu_msg_recv: %zu bytes of a message still "
+					"missing after %d ms",
+					len, vfu_msg_rest_timeout_ms);
+		r = sys_recv(sock, p, len, MSG_DONTWAIT);
+		if (r == -EAGAIN || r == -EINTR)
+			continue;
 		if (r <= 0)
 			return conn_errno(r);
 		p += r;
@@ -130,7 +160,7 @@ int vfu_msg_recv(int sock, void *buf, size_t bufsize, unsigned max_fds, struct v
 	if (!buf || bufsize < VFU_HDR_SIZE || max_fds > VFU_MAX_FDS)
 		return log_fail(-EINVAL, "vfu_msg_recv: buffer of %zu bytes, %u fds", bufsize,
 				max_fds);
-	r = sys_recvmsg(sock, &mh, MSG_WAITALL);
+	r = sys_recvmsg(sock, &mh, 0); /* the first bytes; the rest with recv_exact */
 	if (r <= 0) {
 		err = conn_errno(r);
 		if (err != -ECONNRESET)

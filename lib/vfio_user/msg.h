@@ -37,6 +37,14 @@ struct vfu_msg {
 	unsigned nfds;
 };
 
+/* Once the first bytes of a message arrived, the rest must arrive within this many ms
+ * (10 s), or vfu_msg_recv fails with -ETIMEDOUT (the server then drops the client). Tests
+ * lower it. */
+extern int vfu_msg_rest_timeout_ms;
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t vfu_now_ms(void);
+
 /*
  * Receive one message into buf (bufsize bytes, at least VFU_HDR_SIZE), accepting at most
  * max_fds descriptors (<= VFU_MAX_FDS). On success msg->hdr, payload, len, fds, nfds are
@@ -47,6 +55,8 @@ struct vfu_msg {
  *               every descriptor was closed, the caller may reply with an error;
  *  -EMSGSIZE    msg_size > bufsize; -EPROTO msg_size < 16: msg->hdr is valid but the
  *               stream is out of step, the caller must close the connection;
+ *  -ETIMEDOUT   the message began but its rest did not come within
+ *               vfu_msg_rest_timeout_ms: out of step, close the connection;
  *  other        the socket's errno (-EIO from fault injection).
  */
 int vfu_msg_recv(int sock, void *buf, size_t bufsize, unsigned max_fds, struct vfu_msg *msg);

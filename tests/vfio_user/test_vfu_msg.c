@@ -105,6 +105,29 @@ static void test_roundtrip(void **state)
 	assert_int_equal(m.nfds, 0);
 }
 
+/* A peer that stalls inside a message: the reader gives up after the rest timeout instead of
+ * waiting for ever, inside the header and inside the payload alike. */
+static void test_stall_mid_message(void **state)
+{
+	struct vfu_hdr h = {.msg_id = 1, .cmd = VFU_CMD_REGION_WRITE, .msg_size = 16 + 64};
+	uint8_t buf[256], part[10] = {0};
+	int saved = vfu_msg_rest_timeout_ms;
+	uint64_t t0;
+	struct vfu_msg m;
+
+	vfu_msg_rest_timeout_ms = 150;
+	/* 10 payload bytes of 64, then nothing */
+	assert_int_equal(write(sp[0], &h, sizeof(h)), sizeof(h));
+	assert_int_equal(write(sp[0], part, sizeof(part)), sizeof(part));
+	t0 = vfu_now_ms();
+	assert_int_equal(vfu_msg_recv(sp[1], buf, sizeof(buf), 0, &m), -ETIMEDOUT);
+	assert_true(vfu_now_ms() - t0 >= 140 && vfu_now_ms() - t0 < 5000);
+	/* 6 bytes of the header, then nothing */
+	assert_int_equal(write(sp[0], &h, 6), 6);
+	assert_int_equal(vfu_msg_recv(sp[1], buf, sizeof(buf), 0, &m), -ETIMEDOUT);
+	vfu_msg_rest_timeout_ms = saved;
+}
+
 static void test_error_reply(void **state)
 {
 	uint8_t buf[64];
@@ -459,6 +482,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_reply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stall_mid_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_too_many_fds, setup, teardown),
