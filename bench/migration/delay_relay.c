@@ -127,6 +127,29 @@ static void die(const char *what)
 	exit(1);
 }
 
+/* The oldest queued chunk, waiting for one (d->mu held). */
+static struct chunk *take(struct dir *d)
+{
+	struct chunk *c;
+
+	while (!d->head)
+		pthread_cond_wait(&d->more, &d->mu);
+	c = d->head;
+	d->head = c->next;
+	if (!d->head)
+		d->tail = NULL;
+	return c;
+}
+
+/* A chunk written (or dropped) goes back to the spares, its bytes out of the queue (d->mu
+ * held); the reader may reuse it once the lock goes. */
+static void recycle(struct dir *d, struct chunk *c)
+{
+	d->queued -= c->len;
+	c->next = d->spare;
+	d->spare = c;
+}
+
 static void push(struct dir *d, struct chunk *c)
 {
 	pthread_mutex_lock(&d->mu);
@@ -232,27 +255,21 @@ static void *writer_main(void *arg)
 
 	for (;;) {
 		struct chunk *c;
-		bool ok;
+		bool ok, end;
 
 		pthread_mutex_lock(&d->mu);
-		while (!d->head)
-			pthread_cond_wait(&d->more, &d->mu);
-		c = d->head;
-		d->head = c->next;
-		if (!d->head)
-			d->tail = NULL;
+		c = take(d);
 		pthread_mutex_unlock(&d->mu);
 		sleep_until(c->due);
-		ok = c->len && write_all(d->to, c->data, c->len);
+		end = !c->len;
+		ok = !end && write_all(d->to, c->data, c->len);
 		pthread_mutex_lock(&d->mu);
-		d->queued -= c->len;
-		c->next = d->spare;
-		d->spare = c;
+		recycle(d, c); /* the reader may refill it as soon as the lock goes */
 		if (!ok)
 			d->dead = true;
 		pthread_cond_signal(&d->space);
 		pthread_mutex_unlock(&d->mu);
-		if (!c->len) { /* the end of the stream, on time */
+		if (end) { /* the end of the stream, on time */
 			shutdown(d->to, SHUT_WR);
 			break;
 		}
@@ -260,21 +277,13 @@ static void *writer_main(void *arg)
 			shutdown(d->to, SHUT_RDWR);
 			shutdown(d->from, SHUT_RDWR);
 			/* The reader ends with a chunk of length 0 (read returns 0 or fails). */
-			while (true) {
+			do {
 				pthread_mutex_lock(&d->mu);
-				while (!d->head)
-					pthread_cond_wait(&d->more, &d->mu);
-				c = d->head;
-				d->head = c->next;
-				if (!d->head)
-					d->tail = NULL;
-				d->queued -= c->len;
-				c->next = d->spare;
-				d->spare = c;
+				c = take(d);
+				end = !c->len;
+				recycle(d, c);
 				pthread_mutex_unlock(&d->mu);
-				if (!c->len)
-					break;
-			}
+			} while (!end);
 			break;
 		}
 	}

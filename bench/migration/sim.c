@@ -190,11 +190,7 @@ int bsim_run(const struct bsim_cfg *c, const struct bench_policy *p, struct bsim
 		ret = p->decide(NULL, &pol, rounds, k + 1, &out);
 		if (ret)
 			return ret;
-		s->dirty_rate = out.dirty_rate;
-		s->bandwidth = out.bandwidth;
-		s->predicted_downtime_ns = out.predicted_downtime_ns;
-		s->verdict = out.verdict;
-		s->decision = out.decision;
+		dt_round_stats_record(s, &out);
 		if (trace)
 			trace[k] = *s;
 		if (r->first_stall_round < 0 &&

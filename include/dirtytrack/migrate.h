@@ -127,6 +127,11 @@ void dt_policy_defaults(struct dt_policy *p);
 int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats *rounds,
 		     unsigned n, struct dt_policy_out *out);
 
+/* Copy a decision into the round it was made for: the fields of s "filled from
+ * dt_policy_decide()" (dirty rate, bandwidth, prediction, verdict, decision), as the engine
+ * records them; for replaying traces and simulations. */
+void dt_round_stats_record(struct dt_round_stats *s, const struct dt_policy_out *out);
+
 /* One JSON object, no newline: round, pages per class, bytes, rate, bandwidth, predicted
  * downtime (null when unknown), verdict, decision; keys in docs/policy.md. Returns the
  * length it needs without the NUL, as snprintf (buf may be NULL when len is 0), or -EINVAL. */

@@ -567,3 +567,12 @@ int dt_policy_decide(const struct dt_policy *policy, const struct dt_round_stats
 	explain(out, &p, rounds, n, &a, why);
 	return 0;
 }
+
+void dt_round_stats_record(struct dt_round_stats *s, const struct dt_policy_out *out)
+{
+	s->dirty_rate = out->dirty_rate;
+	s->bandwidth = out->bandwidth;
+	s->predicted_downtime_ns = out->predicted_downtime_ns;
+	s->verdict = out->verdict;
+	s->decision = out->decision;
+}

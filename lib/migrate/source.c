@@ -204,11 +204,7 @@ static int decide(struct msrc *m, struct dt_round_stats *s)
 
 	if (ret)
 		return ret;
-	s->dirty_rate = out.dirty_rate;
-	s->bandwidth = out.bandwidth;
-	s->predicted_downtime_ns = out.predicted_downtime_ns;
-	s->verdict = out.verdict;
-	s->decision = out.decision;
+	dt_round_stats_record(s, &out);
 	log_info("migrate: round %u: %s (%s): %s", s->round, dt_decision_name(out.decision),
 		 dt_verdict_name(out.verdict), out.reason);
 	if (out.decision == DT_DECISION_ASK) {

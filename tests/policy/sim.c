@@ -67,11 +67,7 @@ void sim_run(const struct sim_cfg *c, struct sim_run *r)
 		s->total_bytes = total;
 
 		assert_int_equal(dt_policy_decide(&c->policy, r->rounds, k + 1, out), 0);
-		s->dirty_rate = out->dirty_rate;
-		s->bandwidth = out->bandwidth;
-		s->predicted_downtime_ns = out->predicted_downtime_ns;
-		s->verdict = out->verdict;
-		s->decision = out->decision;
+		dt_round_stats_record(s, out);
 		r->n = k + 1;
 		r->last = out->decision;
 		if (out->decision == DT_DECISION_SWITCHOVER) {

@@ -157,11 +157,7 @@ static void test_trace(void **state)
 		assert_int_equal(dt_policy_decide(&p, r, n, &out), 0);
 		check_out(&out, &x, line);
 		checked++;
-		s->dirty_rate = out.dirty_rate;
-		s->bandwidth = out.bandwidth;
-		s->predicted_downtime_ns = out.predicted_downtime_ns;
-		s->verdict = out.verdict;
-		s->decision = out.decision;
+		dt_round_stats_record(s, &out);
 		if (!strcmp(d, "-"))
 			break;
 		s->sent_pages = s->dirty_pages;

@@ -544,6 +544,29 @@ static void test_floor(void **state)
 		 dt_decision_name(out.decision), out.reason);
 }
 
+/* A decision recorded into its round: exactly the five fields, nothing else touched. */
+static void test_record(void **state)
+{
+	static const uint64_t dirty[] = {0, 80000, 40000};
+	struct dt_round_stats r[3], before;
+	struct dt_policy_out out;
+
+	make_trace(r, 3, dirty, 1e9);
+	out = decide(r, 3);
+	before = r[2];
+	dt_round_stats_record(&r[2], &out);
+	PT_CHECK(r[2].dirty_rate == out.dirty_rate && r[2].bandwidth == out.bandwidth &&
+			 r[2].predicted_downtime_ns == out.predicted_downtime_ns &&
+			 r[2].verdict == out.verdict && r[2].decision == out.decision,
+		 , "the recorded fields differ from the decision");
+	before.dirty_rate = r[2].dirty_rate;
+	before.bandwidth = r[2].bandwidth;
+	before.predicted_downtime_ns = r[2].predicted_downtime_ns;
+	before.verdict = r[2].verdict;
+	before.decision = r[2].decision;
+	PT_CHECK(!memcmp(&before, &r[2], sizeof(before)), , "a field other than the five changed");
+}
+
 /* ---- decisions ------------------------------------------------------------------------ */
 
 static void test_ask_order(void **state)
@@ -683,6 +706,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_settle_projection),
 		cmocka_unit_test(test_settle_unknown),
 		cmocka_unit_test(test_floor),
+		cmocka_unit_test(test_record),
 		cmocka_unit_test(test_ask_order),
 		cmocka_unit_test(test_limit_inclusive),
 		cmocka_unit_test(test_purity_random),
