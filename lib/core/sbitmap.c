@@ -53,12 +53,6 @@ uint64_t sbm_reserved_bytes(const struct sbitmap *b)
 	return area_bytes(b);
 }
 
-static inline void hint_set(_Atomic uint64_t *w, uint64_t bits)
-{
-	if ((atomic_load(w) & bits) != bits)
-		atomic_fetch_or(w, bits);
-}
-
 /* Set the hints above leaf words [w0, w1]: summary bits, then top bits. */
 static void hints_set(struct sbitmap *b, uint64_t w0, uint64_t w1)
 {
@@ -66,13 +60,13 @@ static void hints_set(struct sbitmap *b, uint64_t w0, uint64_t w1)
 		unsigned lo = s == w0 / 64 ? w0 % 64 : 0;
 		unsigned hi = s == w1 / 64 ? w1 % 64 + 1 : 64;
 
-		hint_set(&b->summary[s], mask_range(lo, hi));
+		sbm_word_or(&b->summary[s], mask_range(lo, hi));
 	}
 	for (uint64_t t = w0 / 4096; t <= w1 / 4096; t++) {
 		unsigned lo = t == w0 / 4096 ? w0 / 64 % 64 : 0;
 		unsigned hi = t == w1 / 4096 ? w1 / 64 % 64 + 1 : 64;
 
-		hint_set(&b->top[t], mask_range(lo, hi));
+		sbm_word_or(&b->top[t], mask_range(lo, hi));
 	}
 }
 
@@ -86,10 +80,7 @@ void sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n)
 		unsigned lo = first % 64;
 		uint64_t span = end - first < 64 - lo ? end - first : 64 - lo;
 		uint64_t bits = mask_range(lo, lo + (unsigned)span);
-		_Atomic uint64_t *leaf = &b->leaf[first / 64];
-
-		if ((atomic_load(leaf) & bits) != bits)
-			atomic_fetch_or(leaf, bits);
+		sbm_word_or(&b->leaf[first / 64], bits);
 		first += span;
 	}
 	hints_set(b, w0, (end - 1) / 64);

@@ -43,6 +43,23 @@ void sbm_destroy(struct sbitmap *b);
 /* Set bits [first, first + n), atomically, from any thread. */
 void sbm_set_range(struct sbitmap *b, uint64_t first, uint64_t n);
 
+/* A test-and-set that skips the locked instruction when the bits are already there: a
+ * marker revisiting a dirty page only reads. */
+static inline void sbm_word_or(_Atomic uint64_t *w, uint64_t bits)
+{
+	if ((atomic_load(w) & bits) != bits)
+		atomic_fetch_or(w, bits);
+}
+
+/* sbm_set_range for bits that lie in one leaf word (the common one-page mark), inline and
+ * short so that the misses of consecutive calls overlap. */
+static inline void sbm_set_in_word(struct sbitmap *b, uint64_t word, uint64_t bits)
+{
+	sbm_word_or(&b->leaf[word], bits);
+	sbm_word_or(&b->summary[word / 64], 1ull << (word % 64));
+	sbm_word_or(&b->top[word / 4096], 1ull << (word / 64 % 64));
+}
+
 bool sbm_test(const struct sbitmap *b, uint64_t bit);
 uint64_t sbm_load_word(const struct sbitmap *b, uint64_t word);
 

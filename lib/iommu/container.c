@@ -29,6 +29,12 @@ struct dt_iommu *dt_iommu_new(void)
 	}
 	rcu_init();
 	alloc_set_big_backend(sys_zalloc_lazy, sys_free_lazy);
+	if (lookup_init(iommu)) {
+		log_err("dt_iommu_new: out of memory");
+		xfree(iommu);
+		errno = ENOMEM;
+		return NULL;
+	}
 	pthread_mutex_init(&iommu->lock, NULL);
 	iova_tree_init(&iommu->tree);
 	u64map_init(&iommu->pin_total);
@@ -271,6 +277,7 @@ again:
 		tail = &m->next_gone;
 	}
 	if (gone) {
+		lookup_invalidate(iommu);
 		rcu_synchronize();
 		if (bitmap) {
 			struct dt_report rep = {.size = sizeof(rep),
@@ -364,6 +371,7 @@ void dt_iommu_free(struct dt_iommu *iommu)
 		dt_device_detach(iommu->devices);
 	iommu_unmap(iommu, 0, 0, true, &unmapped, NULL, 0);
 	u64map_destroy(&iommu->pin_total);
+	lookup_destroy(iommu);
 	pthread_mutex_destroy(&iommu->lock);
 	xfree(iommu);
 }

@@ -106,7 +106,7 @@ static void pin_put(struct dt_device *dev, uint64_t pfn, struct dt_mapping *m)
 		if (!(*total >> 32)) {
 			sbm_clear_bit_excl(&m->pinned, page);
 			if (atomic_load(&iommu->tracking))
-				mark_mapping(iommu, m, page, 1, CLS_UNPIN);
+				mark_mapping(m, page, 1, CLS_UNPIN);
 		}
 	}
 	if (!*total)

@@ -18,14 +18,6 @@
 #include "iommu/internal.h"
 #include "sys/rcu.h"
 
-void mark_mapping(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t first_page,
-		  uint64_t npages, enum dt_class cls)
-{
-	unsigned set = atomic_load_explicit(&m->active, memory_order_relaxed);
-
-	sbm_set_range(&m->dirty[set][cls], first_page, npages);
-}
-
 /* The class of a device's write: its own unless it is the VMM's emulation. */
 static enum dt_class device_class(const struct dt_device *dev, enum dt_class cls)
 {
@@ -37,9 +29,7 @@ static enum dt_class device_class(const struct dt_device *dev, enum dt_class cls
 
 static struct dt_mapping *find(struct dt_iommu *iommu, uint64_t iova)
 {
-	struct iova_node *n = iova_tree_find_lockless(&iommu->tree, iova);
-
-	return n ? node_mapping(n) : NULL;
+	return lookup_find(iommu, iova);
 }
 
 /* The mappings a range was validated against, kept so that the copy and the marks use the
@@ -99,7 +89,7 @@ static void mark_span(struct dt_iommu *iommu, const struct span *sp, uint64_t io
 		if (!m)
 			return;
 		end = last < m->node.last ? last : m->node.last;
-		mark_mapping(iommu, m, (iova - m->iova) >> DT_PAGE_SHIFT,
+		mark_mapping(m, (iova - m->iova) >> DT_PAGE_SHIFT,
 			     ((end - m->iova) >> DT_PAGE_SHIFT) -
 				     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
 			     cls);
@@ -111,6 +101,7 @@ static void mark_span(struct dt_iommu *iommu, const struct span *sp, uint64_t io
 
 int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 {
+	struct dt_mapping *m;
 	struct dt_iommu *iommu;
 	struct span sp;
 	int err;
@@ -122,6 +113,19 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 				(unsigned long long)iova, (unsigned long long)len);
 	iommu = dev->iommu;
 	rcu_read_lock();
+	m = lookup_find(iommu, iova);
+	if (__builtin_expect(m && iova + len - 1 <= m->node.last, 1)) {
+		/* Within one mapping (any mapping allows device logging): no span to walk. */
+		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
+			mark_mapping(m, (iova - m->iova) >> DT_PAGE_SHIFT,
+				     ((iova + len - 1 - m->iova) >> DT_PAGE_SHIFT) -
+					     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
+				     device_class(dev, CLS_LOG));
+		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
+			dev_log_mark(dev, iova, len);
+		rcu_read_unlock();
+		return 0;
+	}
 	err = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &sp);
 	if (!err) {
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
@@ -195,7 +199,7 @@ void mark_range_lockless(struct dt_iommu *iommu, uint64_t iova, uint64_t len, en
 			break;
 		if (n->start > iova)
 			iova = n->start;
-		mark_mapping(iommu, node_mapping(n), (iova - n->start) >> DT_PAGE_SHIFT,
+		mark_mapping(node_mapping(n), (iova - n->start) >> DT_PAGE_SHIFT,
 			     ((last < n->last ? last : n->last) - iova) / DT_PAGE_SIZE + 1, cls);
 		if (n->last >= last)
 			break;

@@ -26,6 +26,7 @@
 
 #include <dirtytrack/iommu.h>
 
+#include "core/bitops.h"
 #include "core/iova_tree.h"
 #include "core/log.h"
 #include "core/sbitmap.h"
@@ -77,6 +78,8 @@ struct dt_iommu {
 	unsigned ndevices;
 	unsigned unpinned_passthrough; /* > 0: whole-mapping scope */
 	uint64_t mapped_bytes;
+	_Atomic uint64_t lookup_gen; /* lookup.c: bumped by every unmap */
+	_Atomic uint64_t *lookup;    /* lookup.c: LOOKUP_SLOTS cached mappings */
 };
 
 static inline struct dt_mapping *node_mapping(struct iova_node *n)
@@ -107,9 +110,47 @@ int iommu_unmap(struct dt_iommu *iommu, uint64_t iova, uint64_t size, bool all, 
 void device_drop_pin(struct dt_device *dev, uint64_t pfn, struct dt_mapping *m);
 void device_drop_pins_in(struct dt_device *dev, struct dt_mapping *m);
 
+/* lookup.c: the marking paths' cache in front of the tree (16 MiB granules, 512 KiB) */
+#define LOOKUP_SHIFT	 24u
+#define LOOKUP_SLOTS	 65536u
+#define LOOKUP_TAG_SHIFT 48
+int lookup_init(struct dt_iommu *iommu);
+void lookup_destroy(struct dt_iommu *iommu);
+struct dt_mapping *lookup_find_slow(struct dt_iommu *iommu, uint64_t iova, uint64_t tag);
+
+/* Lock-free, inside a read-side section: the mapping containing iova, or NULL. The slot's
+ * hit path is inline; a miss walks the tree and fills the slot. */
+static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t iova)
+{
+	uint64_t tag = atomic_load_explicit(&iommu->lookup_gen, memory_order_acquire) & 0xffff;
+	uint64_t v = atomic_load_explicit(
+		&iommu->lookup[(iova >> LOOKUP_SHIFT) & (LOOKUP_SLOTS - 1)], memory_order_acquire);
+	struct dt_mapping *m =
+		(struct dt_mapping *)(uintptr_t)(v & ((1ull << LOOKUP_TAG_SHIFT) - 1));
+
+	if (__builtin_expect(v >> LOOKUP_TAG_SHIFT == tag && tag && iova >= m->node.start &&
+				     iova <= m->node.last,
+			     1))
+		return m;
+	return lookup_find_slow(iommu, iova, tag);
+}
+/* Under the lock, after mappings left the tree and before the grace period that frees them. */
+void lookup_invalidate(struct dt_iommu *iommu);
+
 /* dma.c: lock-free marking */
-void mark_mapping(struct dt_iommu *iommu, struct dt_mapping *m, uint64_t first_page,
-		  uint64_t npages, enum dt_class cls);
+/* Mark pages [first_page, first_page + npages) of m in its active set; inline because the
+ * one-page mark of dt_dma_log is the hottest path of the library. */
+static inline void mark_mapping(struct dt_mapping *m, uint64_t first_page, uint64_t npages,
+				enum dt_class cls)
+{
+	struct sbitmap *b = &m->dirty[atomic_load_explicit(&m->active, memory_order_relaxed)][cls];
+	uint64_t last = first_page + npages - 1;
+
+	if (first_page / 64 == last / 64)
+		sbm_set_in_word(b, first_page / 64, mask_range(first_page % 64, last % 64 + 1));
+	else
+		sbm_set_range(b, first_page, npages);
+}
 void mark_range_lockless(struct dt_iommu *iommu, uint64_t iova, uint64_t len, enum dt_class cls);
 
 /* report.c */

@@ -23,7 +23,7 @@
 
 _Atomic uint64_t rcu_gp_ctr = 1;
 int rcu_asymmetric;
-__thread struct rcu_slot *rcu_my_slot;
+__thread struct rcu_slot *rcu_my_slot __attribute__((tls_model("initial-exec")));
 
 static _Atomic(struct rcu_slot *) slot_list;
 static pthread_mutex_t gp_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -24,7 +24,10 @@ struct rcu_slot {
 
 extern _Atomic uint64_t rcu_gp_ctr;
 extern int rcu_asymmetric;
-extern __thread struct rcu_slot *rcu_my_slot;
+/* initial-exec: the marking paths read it on every call, and the general-dynamic model of a
+ * shared library would make that a call to __tls_get_addr (twice per dt_dma_log). One
+ * pointer of static TLS fits glibc's surplus even when the library is dlopen()ed. */
+extern __thread struct rcu_slot *rcu_my_slot __attribute__((tls_model("initial-exec")));
 
 /* Once per process, before any reader; idempotent and thread safe. */
 void rcu_init(void);

@@ -168,6 +168,67 @@ static void test_dma_log(void **state)
 	EXPECT_REPORT(io, IOVA_BASE, 16, "");
 }
 
+/*
+ * The marking paths' lookup cache (lib/iommu/lookup.c) keeps one mapping per 16 MiB of
+ * IOVA. A slot must never outlive its mapping: after an unmap, a log at the old address
+ * fails, and one into a new mapping at the same address marks the new mapping (under ASan a
+ * stale slot is a use after free). Two mappings sharing a granule take turns in its slot.
+ */
+static void test_lookup_cache(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+	uint8_t *mem = guest_mem(8 * PG);
+
+	tracking_start(io);
+	ctx_set("a log fills the slot, the unmap empties it");
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, 8 * PG, 3), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 5 * PG, 1), 0);
+	EXPECT_EQ(vfio_unmap(io, IOVA_BASE, 8 * PG, 0, NULL), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 5 * PG, 1), -EINVAL);
+	ctx_set("a smaller mapping at the same address");
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, 2 * PG, 3), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 5 * PG, 1), -EINVAL);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + PG, 1), 0);
+	EXPECT_REPORT(io, IOVA_BASE, 8, "1");
+	ctx_set("two mappings in one 16 MiB granule, logged in turns");
+	EXPECT_EQ(vfio_map(io, mem + 4 * PG, IOVA_BASE + 4 * PG, 4 * PG, 3), 0);
+	for (unsigned i = 0; i < 8; i++)
+		EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + (i % 2 ? 4 + i / 2 : i / 4) * PG, 1), 0);
+	EXPECT_REPORT(io, IOVA_BASE, 8, "0-1,4-7");
+	ctx_set("a log at the granule's start goes to the mapping there, not the cached one");
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 7 * PG, 1), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 1), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 3 * PG, 1), -EINVAL);
+	EXPECT_REPORT(io, IOVA_BASE, 8, "0,7");
+}
+
+/* Slots carry a 16-bit generation that every unmap bumps; after 2^16 unmaps it wraps, and
+ * the cache must be emptied then so that no slot from 65536 unmaps ago becomes valid again. */
+static void test_lookup_cache_wraps(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+	uint8_t *mem = guest_mem(2 * PG);
+	const unsigned rounds = 70000;
+	unsigned bad = 0;
+
+	tracking_start(io);
+	/* A slot for the first page, filled once and never again by a log at that address. */
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, PG, 3), 0);
+	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 1), 0);
+	EXPECT_EQ(vfio_unmap(io, IOVA_BASE, PG, 0, NULL), 0);
+	for (unsigned i = 0; i < rounds; i++) {
+		/* Another granule, so the first slot is never overwritten. */
+		bad += vfio_map(io, mem + PG, IOVA_BASE + (1ull << 30), PG, 3) != 0;
+		bad += dt_dma_log(dev, IOVA_BASE + (1ull << 30), 1) != 0;
+		bad += vfio_unmap(io, IOVA_BASE + (1ull << 30), PG, 0, NULL) != 0;
+		bad += dt_dma_log(dev, IOVA_BASE, 1) != -EINVAL;
+	}
+	ctx_set("%u map/log/unmap rounds", rounds);
+	EXPECT_EQ(bad, 0);
+}
+
 static void test_tracking_off_marks_nothing(void **state)
 {
 	struct dt_iommu *io = *state;
@@ -204,6 +265,8 @@ int main(int argc, char **argv)
 		UT(test_dma_rw_many_mappings),
 		UT(test_dma_rw_errnos),
 		UT(test_dma_log),
+		UT(test_lookup_cache),
+		UT(test_lookup_cache_wraps),
 		UT(test_tracking_off_marks_nothing),
 	};
 
