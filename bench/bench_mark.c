@@ -43,8 +43,11 @@
 #define MAX_THREADS 2u
 #define MAX_REPS    101u
 
-enum impl { IMPL_OURS, IMPL_BOUND, IMPL_BOUND_CHECK, IMPL_NAIVE, NIMPL };
-static const char *const impl_name[NIMPL] = {"ours", "bound", "bound_check", "naive"};
+enum impl { IMPL_OURS, IMPL_OURS_BATCH, IMPL_BOUND, IMPL_BOUND_CHECK, IMPL_NAIVE, NIMPL };
+static const char *const impl_name[NIMPL] = {"ours", "ours_batch", "bound", "bound_check", "naive"};
+
+/* Ranges per dt_dma_log_batch call in the ours_batch column. */
+#define BATCH 16
 
 struct opts {
 	uint64_t map_mib;
@@ -131,6 +134,17 @@ static void do_job(struct worker *w)
 	case IMPL_OURS:
 		for (uint64_t i = 0; i < n; i++)
 			err |= dt_dma_log(dev, iovas[i], PAGE_SIZE);
+		break;
+	case IMPL_OURS_BATCH:
+		/* The same pages, BATCH per call (building the ranges is timed too). */
+		for (uint64_t i = 0; i < n; i += BATCH) {
+			struct dt_dma_range r[BATCH];
+			unsigned k = n - i < BATCH ? (unsigned)(n - i) : BATCH;
+
+			for (unsigned j = 0; j < k; j++)
+				r[j] = (struct dt_dma_range){iovas[i + j], PAGE_SIZE};
+			err |= dt_dma_log_batch(dev, r, k) != (int)k;
+		}
 		break;
 	case IMPL_BOUND:
 		for (uint64_t i = 0; i < n; i++) {
@@ -332,7 +346,7 @@ static void reset_and_check(struct mark_case *mc, enum impl impl, uint64_t expec
 {
 	uint64_t got = 0;
 
-	if (impl == IMPL_OURS) {
+	if (impl == IMPL_OURS || impl == IMPL_OURS_BATCH) {
 		struct dt_report rep = {
 			.size = sizeof(rep), .iova = IOVA_BASE, .length = mc->total};
 		int ret = dt_iommu_report(mc->iommu, &rep);
@@ -472,13 +486,15 @@ static struct opts parse_opts(int argc, char **argv)
 static void print_json(const struct opts *o, const struct mark_case *mc, unsigned th,
 		       const struct figure *f)
 {
-	const struct figure *ours = &f[IMPL_OURS], *bound = &f[IMPL_BOUND];
+	const struct figure *ours = &f[IMPL_OURS], *batch = &f[IMPL_OURS_BATCH];
+	const struct figure *bound = &f[IMPL_BOUND];
 	const struct figure *check = &f[IMPL_BOUND_CHECK], *naive = &f[IMPL_NAIVE];
 
 	printf("{\"bench\":\"mark\",\"mappings\":%" PRIu64 ",\"mapping_mib\":%" PRIu64
 	       ",\"total_gib\":%.3f,\"threads\":%u,\"reps\":%u,\"calls_per_thread\":%" PRIu64
 	       ",\"distinct_pages\":%" PRIu64 ",\"fresh_fraction\":%.4f"
-	       ",\"ours_ns\":%.2f,\"ours_min_ns\":%.2f,\"bound_ns\":%.2f,\"bound_check_ns\":%.2f"
+	       ",\"ours_ns\":%.2f,\"ours_min_ns\":%.2f,\"ours_batch_ns\":%.2f,\"batch\":%u"
+	       ",\"bound_ns\":%.2f,\"bound_check_ns\":%.2f"
 	       ",\"naive_ns\":%.2f,\"naive_calls_per_thread\":%" PRIu64
 	       ",\"ours_agg_ns\":%.2f,\"bound_agg_ns\":%.2f,\"bound_check_agg_ns\":%.2f"
 	       ",\"naive_agg_ns\":%.2f,\"ours_over_bound\":%.3f,\"ours_over_bound_check\":%.3f"
@@ -486,8 +502,8 @@ static void print_json(const struct opts *o, const struct mark_case *mc, unsigne
 	       ",\"timed_faults_refs\":%" PRIu64 "}\n",
 	       mc->nmap, o->map_mib, (double)mc->total / (1ull << 30), th, o->reps, mc->calls,
 	       mc->distinct[th], (double)mc->distinct[th] / (double)(mc->calls * th), ours->ns,
-	       ours->min_ns, bound->ns, check->ns, naive->ns, naive->calls, ours->agg_ns,
-	       bound->agg_ns, check->agg_ns, naive->agg_ns, ours->ns / bound->ns,
+	       ours->min_ns, batch->ns, BATCH, bound->ns, check->ns, naive->ns, naive->calls,
+	       ours->agg_ns, bound->agg_ns, check->agg_ns, naive->agg_ns, ours->ns / bound->ns,
 	       ours->ns / check->ns, naive->ns / ours->ns, ours->faults,
 	       bound->faults + check->faults + naive->faults);
 }
@@ -498,18 +514,20 @@ static void print_table(const struct opts *o, const uint64_t *counts, unsigned n
 	fprintf(stderr,
 		"\nbench_mark: dt_dma_log of one random 4 KiB page, mappings of %" PRIu64
 		" MiB, ns per call per thread, median of %u\n"
-		"%8s %9s %7s %8s %8s %8s %8s %10s %10s\n",
-		o->map_mib, o->reps, "mappings", "total GiB", "threads", "ours", "bound", "bnd_chk",
-		"naive", "ours/bnd", "naive/ours");
+		"%8s %9s %7s %8s %8s %8s %8s %8s %10s %10s\n",
+		o->map_mib, o->reps, "mappings", "total GiB", "threads", "ours", "batch16", "bound",
+		"bnd_chk", "naive", "ours/bnd", "naive/ours");
 	for (unsigned c = 0; c < ncounts; c++)
 		for (unsigned th = 1; th <= MAX_THREADS; th++) {
 			const struct figure *f = fig[c][th - 1];
 
 			fprintf(stderr,
-				"%8" PRIu64 " %9.3f %7u %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n",
+				"%8" PRIu64
+				" %9.3f %7u %8.2f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n",
 				counts[c], (double)(counts[c] * (o->map_mib << 20)) / (1ull << 30),
-				th, f[IMPL_OURS].ns, f[IMPL_BOUND].ns, f[IMPL_BOUND_CHECK].ns,
-				f[IMPL_NAIVE].ns, f[IMPL_OURS].ns / f[IMPL_BOUND].ns,
+				th, f[IMPL_OURS].ns, f[IMPL_OURS_BATCH].ns, f[IMPL_BOUND].ns,
+				f[IMPL_BOUND_CHECK].ns, f[IMPL_NAIVE].ns,
+				f[IMPL_OURS].ns / f[IMPL_BOUND].ns,
 				f[IMPL_NAIVE].ns / f[IMPL_OURS].ns);
 		}
 }
@@ -520,7 +538,7 @@ int main(int argc, char **argv)
 	struct opts o = parse_opts(argc, argv);
 	uint64_t counts[3];
 	unsigned ncounts = 0;
-	double worst_single = 0;
+	double worst_single = 0, worst_batch = 0;
 	struct figure fig[3][MAX_THREADS][NIMPL];
 
 	if (o.only_mappings) {
@@ -543,6 +561,8 @@ int main(int argc, char **argv)
 				f[im] = measure(&mc, im, th, o.reps);
 			if (th == 1 && f[IMPL_OURS].ns > worst_single)
 				worst_single = f[IMPL_OURS].ns;
+			if (th == 1 && f[IMPL_OURS_BATCH].ns > worst_batch)
+				worst_batch = f[IMPL_OURS_BATCH].ns;
 			print_json(&o, &mc, th, f);
 			fflush(stdout);
 		}
@@ -552,11 +572,13 @@ int main(int argc, char **argv)
 
 	print_table(&o, counts, ncounts, fig);
 	printf("{\"bench\":\"mark_summary\",\"ours_ns_single_thread_worst\":%.2f,\"target_max_ns\":25"
-	       ",\"met\":%s}\n",
-	       worst_single, worst_single < 25.0 ? "true" : "false");
+	       ",\"met\":%s,\"ours_batch_ns_single_thread_worst\":%.2f,\"batch_met\":%s}\n",
+	       worst_single, worst_single < 25.0 ? "true" : "false", worst_batch,
+	       worst_batch < 25.0 ? "true" : "false");
 	fprintf(stderr,
-		"single-threaded, worst over mapping counts: %.2f ns per call (target < 25 ns)%s\n",
-		worst_single,
+		"single-threaded, worst over mapping counts: %.2f ns per call (target < 25 ns), "
+		"%.2f ns per page with dt_dma_log_batch of %u%s\n",
+		worst_single, worst_batch, BATCH,
 		o.quick ? "   [--quick: too few calls for the figure to mean anything]" : "");
 	return 0;
 }

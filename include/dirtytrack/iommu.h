@@ -106,6 +106,21 @@ int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool
  * part is outside the mappings or len is 0. */
 int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len);
 
+/* One range of dt_dma_log_batch(). */
+struct dt_dma_range {
+	uint64_t iova, len;
+};
+
+/*
+ * dt_dma_log() of n ranges, in order, as n calls would, but cheaper per range when they are
+ * scattered over a large container: it looks up and prefetches the bitmap words of up to 16
+ * ranges before it marks any, so their cache misses overlap (a device completing a batch of
+ * descriptors should use it). Returns the number of ranges logged: n, or fewer when range
+ * [ret] was rejected (nothing of it marked; a call from there returns its errno), or a
+ * negative errno when the first range is rejected or dev is NULL, or ranges NULL with n > 0.
+ */
+int dt_dma_log_batch(struct dt_device *dev, const struct dt_dma_range *ranges, unsigned n);
+
 /*
  * Device-level entry point: VFIO_DEVICE_FEATURE with DMA_LOGGING_START / _STOP / _REPORT
  * (and PROBE) for LOGGING devices, following <linux/vfio.h>. Other devices and features get

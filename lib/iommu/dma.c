@@ -10,6 +10,7 @@
  * set and waits for a grace period before reading the old one.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include <linux/vfio.h>
@@ -99,12 +100,26 @@ static void mark_span(struct dt_iommu *iommu, const struct span *sp, uint64_t io
 	}
 }
 
+/* dt_dma_log's general case: a range over several mappings, or an error. Inside the
+ * caller's read-side section. */
+static __attribute__((noinline)) int dma_log_span(struct dt_device *dev, uint64_t iova,
+						  uint64_t len)
+{
+	struct dt_iommu *iommu = dev->iommu;
+	struct span sp;
+	int err;
+
+	err = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &sp);
+	if (!err && atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
+		mark_span(iommu, &sp, iova, iova + len - 1, device_class(dev, CLS_LOG));
+	return err;
+}
+
 int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 {
 	struct dt_mapping *m;
 	struct dt_iommu *iommu;
-	struct span sp;
-	int err;
+	int err = 0;
 
 	if (!dev)
 		return log_fail(-EINVAL, "dt_dma_log: NULL device");
@@ -121,20 +136,96 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 				     ((iova + len - 1 - m->iova) >> DT_PAGE_SHIFT) -
 					     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
 				     device_class(dev, CLS_LOG));
-		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
-			dev_log_mark(dev, iova, len);
-		rcu_read_unlock();
-		return 0;
+	} else {
+		err = dma_log_span(dev, iova, len);
 	}
-	err = range_lookup(iommu, iova, iova + len - 1, 0, "dt_dma_log", &sp);
-	if (!err) {
-		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
-			mark_span(iommu, &sp, iova, iova + len - 1, device_class(dev, CLS_LOG));
-		if (atomic_load_explicit(&dev->log, memory_order_relaxed))
-			dev_log_mark(dev, iova, len);
-	}
+	if (!err && atomic_load_explicit(&dev->log, memory_order_relaxed))
+		dev_log_mark(dev, iova, len);
 	rcu_read_unlock();
 	return err;
+}
+
+/* The ranges dt_dma_log_batch looks up and prefetches before it marks them. */
+#define BATCH_AHEAD 16
+
+/* A range within one leaf word of one mapping: where its bits go, found ahead. */
+struct batch_mark {
+	struct sbitmap *b; /* NULL: not that simple, dt_dma_log's general path marks it */
+	uint64_t word, bits;
+};
+
+/* Look up range r (inside a read-side section) and prefetch its leaf word and hints. */
+static void batch_prepare(struct dt_iommu *iommu, enum dt_class cls, const struct dt_dma_range *r,
+			  struct batch_mark *bm)
+{
+	uint64_t first, last;
+	struct dt_mapping *m;
+
+	bm->b = NULL;
+	if (!r->len || r->iova + r->len - 1 < r->iova)
+		return;
+	m = lookup_find(iommu, r->iova);
+	if (!m || r->iova + r->len - 1 > m->node.last)
+		return;
+	first = (r->iova - m->iova) >> DT_PAGE_SHIFT;
+	last = (r->iova + r->len - 1 - m->iova) >> DT_PAGE_SHIFT;
+	if (first / 64 != last / 64)
+		return;
+	bm->b = &m->dirty[atomic_load_explicit(&m->active, memory_order_relaxed)][cls];
+	bm->word = first / 64;
+	bm->bits = mask_range(first % 64, last % 64 + 1);
+	__builtin_prefetch((const void *)&bm->b->leaf[bm->word], 1);
+	__builtin_prefetch((const void *)&bm->b->summary[bm->word / 64], 1);
+}
+
+int dt_dma_log_batch(struct dt_device *dev, const struct dt_dma_range *ranges, unsigned n)
+{
+	struct batch_mark bm[BATCH_AHEAD];
+	struct dt_iommu *iommu;
+	enum dt_class cls;
+	unsigned done = 0;
+	int err = 0;
+
+	if (!dev)
+		return log_fail(-EINVAL, "dt_dma_log_batch: NULL device");
+	if ((!ranges && n) || n > INT_MAX)
+		return log_fail(-EINVAL, "dt_dma_log_batch: %s",
+				n > INT_MAX ? "n > INT_MAX" : "NULL ranges");
+	iommu = dev->iommu;
+	cls = device_class(dev, CLS_LOG);
+	rcu_read_lock();
+	while (done < n && !err) {
+		unsigned k = n - done < BATCH_AHEAD ? n - done : BATCH_AHEAD;
+		bool tracking = atomic_load_explicit(&iommu->tracking, memory_order_relaxed);
+
+		/* Three passes, each over all k ranges so their misses overlap: the lookup
+		 * slots, the mappings they name, then the lookups proper (which prefetch the
+		 * bitmap words the marks will write). */
+		for (unsigned pass = 0; tracking && pass < 2; pass++)
+			for (unsigned j = 0; j < k; j++)
+				lookup_prefetch(iommu, ranges[done + j].iova, pass == 0, cls);
+		for (unsigned j = 0; j < k; j++) {
+			bm[j].b = NULL;
+			if (tracking)
+				batch_prepare(iommu, cls, &ranges[done + j], &bm[j]);
+		}
+		for (unsigned j = 0; j < k && !err; j++) {
+			const struct dt_dma_range *r = &ranges[done];
+
+			if (bm[j].b) {
+				sbm_set_in_word(bm[j].b, bm[j].word, bm[j].bits);
+				if (atomic_load_explicit(&dev->log, memory_order_relaxed))
+					dev_log_mark(dev, r->iova, r->len);
+			} else {
+				/* Anything else, errors included, takes the single call (its own
+				 * checks and messages; its section nests in ours). */
+				err = dt_dma_log(dev, r->iova, r->len);
+			}
+			done += !err;
+		}
+	}
+	rcu_read_unlock();
+	return done || !err ? (int)done : err;
 }
 
 int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool write)

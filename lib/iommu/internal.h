@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <dirtytrack/iommu.h>
@@ -134,6 +135,29 @@ static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t io
 		return m;
 	return lookup_find_slow(iommu, iova, tag);
 }
+/* Prefetch what lookup_find(iommu, iova) will read: with first, the cache slot; then the
+ * mapping the slot names (unvalidated: a prefetch of a stale pointer does no harm) and the
+ * descriptors of its two class-cls bitmaps. For batches, whose lookups then overlap. */
+static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, unsigned cls)
+{
+	_Atomic uint64_t *slot = &iommu->lookup[(iova >> LOOKUP_SHIFT) & (LOOKUP_SLOTS - 1)];
+	uintptr_t m, descs = offsetof(struct dt_mapping, dirty) + cls * sizeof(struct sbitmap);
+
+	if (first) {
+		__builtin_prefetch((const void *)slot);
+		return;
+	}
+	/* Integer arithmetic: the pointer may be stale or empty, it is never dereferenced. */
+	m = (uintptr_t)(atomic_load_explicit(slot, memory_order_relaxed) &
+			((1ull << LOOKUP_TAG_SHIFT) - 1));
+	if (!m)
+		return;
+	__builtin_prefetch((const void *)m);
+	__builtin_prefetch((const void *)(m + 64));
+	__builtin_prefetch((const void *)(m + descs));
+	__builtin_prefetch((const void *)(m + descs + NCLS * sizeof(struct sbitmap)));
+}
+
 /* Under the lock, after mappings left the tree and before the grace period that frees them. */
 void lookup_invalidate(struct dt_iommu *iommu);
 

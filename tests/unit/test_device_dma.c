@@ -6,6 +6,7 @@
  * -EPERM without the mapping's permission, and on any error nothing is copied or marked;
  * while tracking is off pins, dma_rw and logs succeed and mark nothing.
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -229,6 +230,106 @@ static void test_lookup_cache_wraps(void **state)
 	EXPECT_EQ(bad, 0);
 }
 
+/* The same layout in two containers: 72 pages in two adjacent mappings, a hole of 4 pages,
+ * 200 pages, and 16 pages 32 MiB further on (another lookup granule). */
+#define BATCH_SPAN_PAGES (8192 + 16)
+
+static void batch_layout(struct dt_iommu *io, uint8_t *mem)
+{
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, 64 * PG, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem + 64 * PG, IOVA_BASE + 64 * PG, 8 * PG, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem + 76 * PG, IOVA_BASE + 76 * PG, 200 * PG, 1), 0);
+	EXPECT_EQ(vfio_map(io, mem + 300 * PG, IOVA_BASE + 8192 * PG, 16 * PG, 3), 0);
+	tracking_start(io);
+}
+
+static struct dt_dma_range random_range(void)
+{
+	uint64_t pg = rng_below(rng_below(4) ? 300 : BATCH_SPAN_PAGES);
+	struct dt_dma_range r = {IOVA_BASE + pg * PG + rng_below(PG), 1 + rng_below(3 * PG)};
+
+	if (!rng_below(60))
+		r.len = 0;
+	if (!rng_below(80))
+		r = (struct dt_dma_range){UINT64_MAX - 100, 200}; /* wraps */
+	return r;
+}
+
+/*
+ * dt_dma_log_batch against its reference, dt_dma_log called on each range in order until
+ * one fails: same return (the index of the rejected range, or its errno when it is the
+ * first), same report, over random batches that cross mappings, fall in the hole or outside
+ * and are longer than what the batch looks up ahead.
+ */
+static void test_dma_log_batch_vs_single(void **state)
+{
+	struct dt_iommu *io = *state, *ref = dt_iommu_new();
+	uint8_t *mem = guest_mem(316 * PG);
+	uint8_t *got = bm_new(BATCH_SPAN_PAGES), *want = bm_new(BATCH_SPAN_PAGES);
+	struct dt_device *dev, *rdev;
+	struct dt_dma_range r[100];
+
+	assert_non_null(ref);
+	batch_layout(io, mem);
+	batch_layout(ref, mem);
+	dev = attach(io, DT_DEVICE_LOGGING);
+	rdev = attach(ref, DT_DEVICE_LOGGING);
+	for (unsigned iter = 0; iter < 400; iter++) {
+		unsigned n = 1 + (unsigned)rng_below(iter % 2 ? 100 : 20);
+		int ret, want_ret = (int)n;
+
+		for (unsigned i = 0; i < n; i++)
+			r[i] = random_range();
+		for (unsigned i = 0; i < n; i++) {
+			int err = dt_dma_log(rdev, r[i].iova, r[i].len);
+
+			if (err) {
+				want_ret = i ? (int)i : err;
+				break;
+			}
+		}
+		ret = dt_dma_log_batch(dev, r, n);
+		ctx_set("iteration %u, %u ranges (seed %" PRIu64 ")", iter, n, seed_value());
+		EXPECT_EQ(ret, want_ret);
+		memset(got, 0, bm_bytes(BATCH_SPAN_PAGES));
+		memset(want, 0, bm_bytes(BATCH_SPAN_PAGES));
+		EXPECT_EQ(vfio_get_bitmap(io, IOVA_BASE, BATCH_SPAN_PAGES * PG, PG, got,
+					  bm_bytes(BATCH_SPAN_PAGES)),
+			  0);
+		EXPECT_EQ(vfio_get_bitmap(ref, IOVA_BASE, BATCH_SPAN_PAGES * PG, PG, want,
+					  bm_bytes(BATCH_SPAN_PAGES)),
+			  0);
+		EXPECT_EQ(memcmp(got, want, bm_bytes(BATCH_SPAN_PAGES)), 0);
+	}
+	free(got);
+	free(want);
+	dt_iommu_free(ref);
+}
+
+static void test_dma_log_batch_errnos(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+	struct dt_dma_range r[3] = {{IOVA_BASE, 1}, {IOVA_BASE + 2 * PG, PG}, {IOVA_BASE, 0}};
+
+	map_region(io, IOVA_BASE, 4);
+	ctx_set("NULL device, NULL ranges, too many, none");
+	EXPECT_EQ(dt_dma_log_batch(NULL, r, 1), -EINVAL);
+	EXPECT_EQ(dt_dma_log_batch(dev, NULL, 1), -EINVAL);
+	EXPECT_EQ(dt_dma_log_batch(dev, r, (unsigned)INT_MAX + 1), -EINVAL);
+	EXPECT_EQ(dt_dma_log_batch(dev, NULL, 0), 0);
+	ctx_set("tracking off: logged, nothing marked");
+	EXPECT_EQ(dt_dma_log_batch(dev, r, 2), 2);
+	tracking_start(io);
+	EXPECT_REPORT(io, IOVA_BASE, 4, "");
+	ctx_set("the third range is rejected: two logged");
+	EXPECT_EQ(dt_dma_log_batch(dev, r, 3), 2);
+	EXPECT_REPORT(io, IOVA_BASE, 4, "0,2");
+	ctx_set("the first range is rejected: its errno, nothing marked");
+	EXPECT_EQ(dt_dma_log_batch(dev, r + 2, 1), -EINVAL);
+	EXPECT_REPORT(io, IOVA_BASE, 4, "");
+}
+
 static void test_tracking_off_marks_nothing(void **state)
 {
 	struct dt_iommu *io = *state;
@@ -267,8 +368,11 @@ int main(int argc, char **argv)
 		UT(test_dma_log),
 		UT(test_lookup_cache),
 		UT(test_lookup_cache_wraps),
+		UT(test_dma_log_batch_vs_single),
+		UT(test_dma_log_batch_errnos),
 		UT(test_tracking_off_marks_nothing),
 	};
 
+	seed_init(argc, argv);
 	return cmocka_run_group_tests_name("device_dma", tests, NULL, NULL);
 }
