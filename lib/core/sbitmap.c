@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/arena.h"
 #include "core/bitops.h"
 
 /* One area per bitmap, [top | summary | leaf]: a small bitmap's hints share cache lines
@@ -24,14 +25,19 @@ static uint64_t area_bytes(const struct sbitmap *b)
 	return (b->ntop + b->nsummary + b->nwords) * sizeof(uint64_t);
 }
 
-int sbm_init(struct sbitmap *b, uint64_t nbits)
+int sbm_init_in(struct sbitmap *b, uint64_t nbits, struct arena *arena)
 {
 	memset(b, 0, sizeof(*b));
 	b->nbits = nbits;
 	b->nwords = words_for_bits(nbits) ? words_for_bits(nbits) : 1;
 	b->nsummary = words_for_bits(b->nwords);
 	b->ntop = words_for_bits(b->nsummary);
-	b->top = xzalloc_big(area_bytes(b));
+	if (arena && area_bytes(b) <= ARENA_MAX_BLOCK) {
+		b->arena = arena;
+		b->top = arena_zalloc(arena, area_bytes(b));
+	} else {
+		b->top = xzalloc_big(area_bytes(b));
+	}
 	if (!b->top) {
 		memset(b, 0, sizeof(*b));
 		return -ENOMEM;
@@ -41,10 +47,19 @@ int sbm_init(struct sbitmap *b, uint64_t nbits)
 	return 0;
 }
 
+int sbm_init(struct sbitmap *b, uint64_t nbits)
+{
+	return sbm_init_in(b, nbits, NULL);
+}
+
 void sbm_destroy(struct sbitmap *b)
 {
-	if (b->top)
+	if (b->top && b->arena) {
+		sbm_reset_excl(b);
+		arena_free_zeroed(b->arena, (void *)b->top, area_bytes(b));
+	} else if (b->top) {
 		xfree_big((void *)b->top, area_bytes(b));
+	}
 	memset(b, 0, sizeof(*b));
 }
 

@@ -26,7 +26,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct arena;
+
 struct sbitmap {
+	struct arena *arena; /* the area's owner, or NULL: its own xzalloc_big() */
 	uint64_t nbits;
 	uint64_t nwords;   /* leaf words */
 	uint64_t nsummary; /* summary words: one bit per leaf word */
@@ -38,6 +41,9 @@ struct sbitmap {
 
 /* -ENOMEM if the address space could not be reserved. */
 int sbm_init(struct sbitmap *b, uint64_t nbits);
+/* The same, with the area from arena when it is small enough (core/arena.h); sbm_destroy
+ * then zeroes what was set (in proportion to the hinted words) and gives it back. */
+int sbm_init_in(struct sbitmap *b, uint64_t nbits, struct arena *arena);
 void sbm_destroy(struct sbitmap *b);
 
 /* Set bits [first, first + n), atomically, from any thread. */

@@ -36,6 +36,8 @@ struct dt_iommu *dt_iommu_new(void)
 		return NULL;
 	}
 	pthread_mutex_init(&iommu->lock, NULL);
+	for (unsigned i = 0; i < 2 * NCLS + 1; i++)
+		arena_init(&iommu->planes[i]);
 	iova_tree_init(&iommu->tree);
 	u64map_init(&iommu->pin_total);
 	return iommu;
@@ -50,8 +52,8 @@ static void mapping_free(struct dt_mapping *m)
 	xfree(m);
 }
 
-static struct dt_mapping *mapping_alloc(uint64_t vaddr, uint64_t iova, uint64_t size,
-					uint32_t flags)
+static struct dt_mapping *mapping_alloc(struct dt_iommu *iommu, uint64_t vaddr, uint64_t iova,
+					uint64_t size, uint32_t flags)
 {
 	struct dt_mapping *m = xzalloc(sizeof(*m));
 	uint64_t npages = size >> DT_PAGE_SHIFT;
@@ -68,8 +70,8 @@ static struct dt_mapping *mapping_alloc(uint64_t vaddr, uint64_t iova, uint64_t 
 	m->node.last = iova + size - 1;
 	for (unsigned b = 0; b < 2; b++)
 		for (unsigned c = 0; c < NCLS; c++)
-			ret |= sbm_init(&m->dirty[b][c], npages);
-	ret |= sbm_init(&m->pinned, npages);
+			ret |= sbm_init_in(&m->dirty[b][c], npages, &iommu->planes[b * NCLS + c]);
+	ret |= sbm_init_in(&m->pinned, npages, &iommu->planes[2 * NCLS]);
 	if (ret) {
 		mapping_free(m);
 		return NULL;
@@ -139,7 +141,7 @@ int iommu_map(struct dt_iommu *iommu, uint64_t vaddr, uint64_t iova, uint64_t si
 		return log_fail(ret,
 				"MAP_DMA: vaddr [0x%llx, +0x%llx) is not mapped in the process",
 				(unsigned long long)vaddr, (unsigned long long)size);
-	m = mapping_alloc(vaddr, iova, size, flags);
+	m = mapping_alloc(iommu, vaddr, iova, size, flags);
 	if (!m)
 		return log_fail(-ENOMEM, "MAP_DMA: out of memory");
 
@@ -372,6 +374,8 @@ void dt_iommu_free(struct dt_iommu *iommu)
 	iommu_unmap(iommu, 0, 0, true, &unmapped, NULL, 0);
 	u64map_destroy(&iommu->pin_total);
 	lookup_destroy(iommu);
+	for (unsigned i = 0; i < 2 * NCLS + 1; i++)
+		arena_destroy(&iommu->planes[i]);
 	pthread_mutex_destroy(&iommu->lock);
 	xfree(iommu);
 }

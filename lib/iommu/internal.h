@@ -27,6 +27,7 @@
 
 #include <dirtytrack/iommu.h>
 
+#include "core/arena.h"
 #include "core/bitops.h"
 #include "core/iova_tree.h"
 #include "core/log.h"
@@ -79,6 +80,9 @@ struct dt_iommu {
 	unsigned ndevices;
 	unsigned unpinned_passthrough; /* > 0: whole-mapping scope */
 	uint64_t mapped_bytes;
+	/* The small bitmaps of all mappings, one plane per set and class, one for the pinned
+	 * sets: the markers' writes stay within one dense plane (core/arena.h). */
+	struct arena planes[2 * NCLS + 1];
 	_Atomic uint64_t lookup_gen; /* lookup.c: bumped by every unmap */
 	_Atomic uint64_t *lookup;    /* lookup.c: LOOKUP_SLOTS cached mappings */
 };
