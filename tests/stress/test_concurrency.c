@@ -2,8 +2,9 @@
 /*
  * tests/stress/test_concurrency.c - the no-lost-bit rule under concurrency.
  *
- * Two writer threads mark random pages of several mappings with dt_dma_log and dt_dma_rw
- * while the main thread reports in a loop (GET_BITMAP and dt_iommu_report alternately).
+ * Two writer threads mark random pages of several mappings with dt_dma_log, dt_dma_rw and
+ * dt_dma_log_batch (up to 20 ranges, each counted as a write spanning the whole call) while
+ * the main thread reports in a loop (GET_BITMAP and dt_iommu_report alternately).
  * One global atomic counter orders everything: a writer takes a number before its call and
  * one after it returned; the reporter takes one before each report starts and one after it
  * finished. Afterwards (one last report once every thread has stopped):
@@ -144,6 +145,38 @@ static uint32_t random_writer_page(uint64_t *rs)
 	}
 }
 
+/* One dt_dma_log_batch of the range given and up to 19 more single pages of writer t's
+ * block, each recorded as a write from before the call to after it. Non-zero on failure. */
+static int batch_write(int t, uint64_t *rs, uint64_t iova, uint64_t len)
+{
+	struct dt_dma_range r[20] = {{iova, len}};
+	unsigned n = 1;
+	uint64_t s, e;
+	int ret;
+
+	for (unsigned k = (unsigned)(rnd(rs) % 20); k && n < 20; k--) {
+		uint32_t p = random_writer_page(rs);
+
+		if ((p / BLOCK) % 2 == (unsigned)t)
+			r[n++] = (struct dt_dma_range){BASE + p * PG + rnd(rs) % PG, 1};
+	}
+	s = seq();
+	ret = dt_dma_log_batch(wdev[t], r, n);
+	e = seq();
+	if (ret != (int)n) {
+		thread_fail("writer %d: batch of %u at 0x%llx: %d", t, n, (unsigned long long)iova,
+			    ret);
+		return -1;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t first = (uint32_t)((r[i].iova - BASE) / PG);
+		uint32_t last = (uint32_t)((r[i].iova + r[i].len - 1 - BASE) / PG);
+
+		writes[t][nwrites[t]++] = (struct interval){first, last, s, e};
+	}
+	return 0;
+}
+
 /* ---- threads ------------------------------------------------------------------------- */
 
 struct writer_arg {
@@ -185,6 +218,11 @@ static void *writer(void *opaque)
 			len = PG - off, last = p;
 		iova = BASE + p * PG + off;
 		memset(buf, (int)(rnd(&rs) & 0xff), len);
+		if (rnd(&rs) % 3 == 0 && nwrites[a->t] + 20 < MAX_WRITES) {
+			if (batch_write(a->t, &rs, iova, len))
+				break;
+			continue;
+		}
 		s = seq();
 		if (rnd(&rs) % 2)
 			ret = dt_dma_log(wdev[a->t], iova, len);
