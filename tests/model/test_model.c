@@ -1137,48 +1137,93 @@ static void op_dma_rw(void)
 			   D_RW);
 }
 
-static void op_dma_log(void)
+/* A range to log, mostly inside a mapping; one in 20 is invalid on purpose (bad = 0: len 0,
+ * 2: wraps; 1 is left to the caller: a NULL device). *exp gets 0 or the errno. */
+static struct dt_dma_range log_range(long *exp, int *bad)
 {
-	struct mdev *d = random_dev();
-	int m = random_mapping(), ret;
+	int m = random_mapping();
 	uint64_t len = chance(50) ? 1 + below(64) : 1 + below(3 * PG + 64), iova;
 	bool outside, perm;
-	long exp;
-	int bad = chance(5) ? (int)below(3) : -1;
 
-	if (!d)
-		return;
+	*bad = chance(5) ? (int)below(3) : -1;
 	if (m >= 0 && chance(85))
 		iova = iova_of(maps[m].start) + below(maps[m].n * PG);
 	else
 		iova = iova_of(0) + below(SPG * PG);
 	access_check(iova, len, 0, &outside, &perm);
-	exp = outside ? -EINVAL : 0;
-	if (bad == 0) {
+	*exp = outside ? -EINVAL : 0;
+	if (*bad == 0) {
 		len = 0;
-		exp = -EINVAL;
-	} else if (bad == 1) {
-		d = NULL;
-		exp = -EINVAL;
-	} else if (bad == 2) {
+		*exp = -EINVAL;
+	} else if (*bad == 2) {
 		len = 0 - iova + PG; /* wraps */
+		*exp = -EINVAL;
+	}
+	return (struct dt_dma_range){iova, len};
+}
+
+static void model_mark_range(const struct dt_dma_range *r)
+{
+	model_mark((int64_t)((r->iova - BASE) / PG), (int64_t)((r->iova + r->len - 1 - BASE) / PG),
+		   D_LOG);
+}
+
+/* dt_dma_log_batch of 1-6 ranges: the count logged up to the first rejected range (or that
+ * range's errno when it is the first), and those marked. */
+static void op_dma_log_batch(struct mdev *d)
+{
+	struct dt_dma_range r[6];
+	unsigned n = 1 + (unsigned)below(6);
+	long exp = n, e;
+	bool rejected = false;
+	int bad, ret;
+
+	for (unsigned i = 0; i < n; i++) {
+		r[i] = log_range(&e, &bad);
+		if (e && !rejected)
+			exp = i ? (long)i : e;
+		rejected |= e != 0;
+	}
+	describe("dma_log_batch dev %d of %u ranges, the first at iova 0x%llx len %llu",
+		 (int)(d - devs), n, (unsigned long long)r[0].iova, (unsigned long long)r[0].len);
+	ret = dt_dma_log_batch(d->d, r, n);
+	check_ret("dt_dma_log_batch", ret, exp);
+	for (int i = 0; i < ret; i++)
+		model_mark_range(&r[i]);
+}
+
+static void op_dma_log(void)
+{
+	struct mdev *d = random_dev();
+	struct dt_dma_range r;
+	long exp;
+	int bad, ret;
+
+	if (!d)
+		return;
+	if (chance(35)) {
+		op_dma_log_batch(d);
+		return;
+	}
+	r = log_range(&exp, &bad);
+	if (bad == 1) {
+		d = NULL;
 		exp = -EINVAL;
 	}
 	describe("dma_log dev %d iova 0x%llx len %llu%s", d ? (int)(d - devs) : -1,
-		 (unsigned long long)iova, (unsigned long long)len,
+		 (unsigned long long)r.iova, (unsigned long long)r.len,
 		 bad >= 0 ? " [invalid on purpose]" : "");
-	ret = dt_dma_log(d ? d->d : NULL, iova, len);
+	ret = dt_dma_log(d ? d->d : NULL, r.iova, r.len);
 	check_ret("dt_dma_log", ret, exp);
 	if (ret)
 		return;
 	if (broken(7) && !tracking) {
 		tracking = true;
-		model_mark((int64_t)((iova - BASE) / PG), (int64_t)((iova + len - 1 - BASE) / PG),
-			   D_LOG);
+		model_mark_range(&r);
 		tracking = false;
 		return;
 	}
-	model_mark((int64_t)((iova - BASE) / PG), (int64_t)((iova + len - 1 - BASE) / PG), D_LOG);
+	model_mark_range(&r);
 }
 
 static void op_tracking(void)
