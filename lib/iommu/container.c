@@ -155,6 +155,7 @@ int iommu_map(struct dt_iommu *iommu, uint64_t vaddr, uint64_t iova, uint64_t si
 		ret = log_fail(-ENOSPC, "MAP_DMA: %u mappings already", DT_MAX_MAPPINGS);
 	} else {
 		iova_tree_insert(&iommu->tree, &m->node);
+		lookup_note_mapping(iommu, iova, size);
 		iommu->mapped_bytes += size;
 		m = NULL;
 	}

@@ -83,8 +83,9 @@ struct dt_iommu {
 	/* The small bitmaps of all mappings, one plane per set and class, one for the pinned
 	 * sets: the markers' writes stay within one dense plane (core/arena.h). */
 	struct arena planes[2 * NCLS + 1];
-	_Atomic uint64_t lookup_gen; /* lookup.c: bumped by every unmap */
-	_Atomic uint64_t *lookup;    /* lookup.c: LOOKUP_SLOTS cached mappings */
+	_Atomic uint64_t lookup_gen;   /* lookup.c: bumped by every unmap */
+	_Atomic unsigned lookup_shift; /* lookup.c: log2 of the IOVA granule of a slot */
+	_Atomic uint64_t *lookup;      /* lookup.c: LOOKUP_SLOTS cached mappings */
 };
 
 static inline struct dt_mapping *node_mapping(struct iova_node *n)
@@ -115,12 +116,25 @@ int iommu_unmap(struct dt_iommu *iommu, uint64_t iova, uint64_t size, bool all, 
 void device_drop_pin(struct dt_device *dev, uint64_t pfn, struct dt_mapping *m);
 void device_drop_pins_in(struct dt_device *dev, struct dt_mapping *m);
 
-/* lookup.c: the marking paths' cache in front of the tree (16 MiB granules, 512 KiB) */
-#define LOOKUP_SHIFT	 24u
+/* lookup.c: the marking paths' cache in front of the tree (65536 slots, 512 KiB; one per
+ * 2 MiB to 1 GiB of IOVA, the coarsest granule every mapping of 2 MiB or more is made of) */
+#define LOOKUP_SHIFT_MIN 21u
+#define LOOKUP_SHIFT_MAX 30u
 #define LOOKUP_SLOTS	 65536u
 #define LOOKUP_TAG_SHIFT 48
 int lookup_init(struct dt_iommu *iommu);
 void lookup_destroy(struct dt_iommu *iommu);
+/* Under the lock, when a mapping is inserted: a finer granule if it needs one. */
+void lookup_note_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size);
+
+/* The slot that caches iova. The granule may change under us: any slot is correct, a
+ * stale granule only costs a miss. */
+static inline _Atomic uint64_t *lookup_slot(struct dt_iommu *iommu, uint64_t iova)
+{
+	unsigned shift = atomic_load_explicit(&iommu->lookup_shift, memory_order_relaxed);
+
+	return &iommu->lookup[(iova >> shift) & (LOOKUP_SLOTS - 1)];
+}
 struct dt_mapping *lookup_find_slow(struct dt_iommu *iommu, uint64_t iova, uint64_t tag);
 
 /* Lock-free, inside a read-side section: the mapping containing iova, or NULL. The slot's
@@ -128,8 +142,7 @@ struct dt_mapping *lookup_find_slow(struct dt_iommu *iommu, uint64_t iova, uint6
 static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t iova)
 {
 	uint64_t tag = atomic_load_explicit(&iommu->lookup_gen, memory_order_acquire) & 0xffff;
-	uint64_t v = atomic_load_explicit(
-		&iommu->lookup[(iova >> LOOKUP_SHIFT) & (LOOKUP_SLOTS - 1)], memory_order_acquire);
+	uint64_t v = atomic_load_explicit(lookup_slot(iommu, iova), memory_order_acquire);
 	struct dt_mapping *m =
 		(struct dt_mapping *)(uintptr_t)(v & ((1ull << LOOKUP_TAG_SHIFT) - 1));
 
@@ -144,7 +157,7 @@ static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t io
  * descriptors of its two class-cls bitmaps. For batches, whose lookups then overlap. */
 static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, unsigned cls)
 {
-	_Atomic uint64_t *slot = &iommu->lookup[(iova >> LOOKUP_SHIFT) & (LOOKUP_SLOTS - 1)];
+	_Atomic uint64_t *slot = lookup_slot(iommu, iova);
 	uintptr_t m, descs = offsetof(struct dt_mapping, dirty) + cls * sizeof(struct sbitmap);
 
 	if (first) {

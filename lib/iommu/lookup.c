@@ -4,11 +4,16 @@
  *
  * The tree walk of a large container is a chain of a dozen dependent loads over nodes
  * spread across the heap, with a branch each that the CPU cannot predict. The cache is a
- * direct-mapped table of LOOKUP_SLOTS words indexed by (iova >> LOOKUP_SHIFT): one load
- * gives a mapping, and the mapping is the answer if it contains the iova (mappings never
- * overlap). With the defaults a terabyte of mappings aligned to 16 MiB hits every time once
- * warm; a slot whose granule holds several mappings just misses more often (then the tree
- * answers, as without the cache).
+ * direct-mapped table of LOOKUP_SLOTS words indexed by (iova >> shift): one load gives a
+ * mapping, and the mapping is the answer if it contains the iova (mappings never overlap).
+ * The shift starts at 1 GiB and comes down, as mappings are made, to the largest power of
+ * two that divides the iova and size of every mapping of 2 MiB or more (never below 2 MiB):
+ * 4096 mappings of 256 MiB then use 4096 slots (32 KiB of table that stays in cache), and a
+ * terabyte of any mappings aligned to 16 MiB hits every time once warm. A slot whose
+ * granule holds several mappings (those under 2 MiB) just misses more often; then the tree
+ * answers, as without the cache. The shift never goes back up (an unmap does not look at
+ * what remains), and a reader may use a stale shift: a slot only ever claims what its
+ * mapping covers, so any slot is right or misses.
  *
  * A slot is (tag << 48) | mapping pointer, 0 when empty. A slot is valid while its tag
  * equals the low 16 bits of iommu->lookup_gen and the tag is not 0.
@@ -39,7 +44,18 @@ int lookup_init(struct dt_iommu *iommu)
 	if (!iommu->lookup)
 		return -ENOMEM;
 	atomic_store(&iommu->lookup_gen, 1);
+	atomic_store(&iommu->lookup_shift, LOOKUP_SHIFT_MAX);
 	return 0;
+}
+
+void lookup_note_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size)
+{
+	unsigned g = (unsigned)__builtin_ctzll(iova | size); /* size > 0 */
+
+	if (g < LOOKUP_SHIFT_MIN)
+		return; /* small or oddly aligned: its granule shares slots and misses more */
+	if (g < atomic_load_explicit(&iommu->lookup_shift, memory_order_relaxed))
+		atomic_store_explicit(&iommu->lookup_shift, g, memory_order_relaxed);
 }
 
 void lookup_destroy(struct dt_iommu *iommu)
@@ -50,7 +66,7 @@ void lookup_destroy(struct dt_iommu *iommu)
 
 struct dt_mapping *lookup_find_slow(struct dt_iommu *iommu, uint64_t iova, uint64_t tag)
 {
-	_Atomic uint64_t *slot = &iommu->lookup[(iova >> LOOKUP_SHIFT) & (LOOKUP_SLOTS - 1)];
+	_Atomic uint64_t *slot = lookup_slot(iommu, iova);
 	struct iova_node *n = iova_tree_find_lockless(&iommu->tree, iova);
 	uint64_t v = (tag << LOOKUP_TAG_SHIFT) | (uintptr_t)node_mapping(n);
 

@@ -170,7 +170,7 @@ static void test_dma_log(void **state)
 }
 
 /*
- * The marking paths' lookup cache (lib/iommu/lookup.c) keeps one mapping per 16 MiB of
+ * The marking paths' lookup cache (lib/iommu/lookup.c) keeps one mapping per granule of
  * IOVA. A slot must never outlive its mapping: after an unmap, a log at the old address
  * fails, and one into a new mapping at the same address marks the new mapping (under ASan a
  * stale slot is a use after free). Two mappings sharing a granule take turns in its slot.
@@ -192,7 +192,7 @@ static void test_lookup_cache(void **state)
 	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 5 * PG, 1), -EINVAL);
 	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + PG, 1), 0);
 	EXPECT_REPORT(io, IOVA_BASE, 8, "1");
-	ctx_set("two mappings in one 16 MiB granule, logged in turns");
+	ctx_set("two mappings in one granule, logged in turns");
 	EXPECT_EQ(vfio_map(io, mem + 4 * PG, IOVA_BASE + 4 * PG, 4 * PG, 3), 0);
 	for (unsigned i = 0; i < 8; i++)
 		EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + (i % 2 ? 4 + i / 2 : i / 4) * PG, 1), 0);
@@ -202,6 +202,39 @@ static void test_lookup_cache(void **state)
 	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 1), 0);
 	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE + 3 * PG, 1), -EINVAL);
 	EXPECT_REPORT(io, IOVA_BASE, 8, "0,7");
+}
+
+/* The cache's granule comes down from 1 GiB as finer mappings arrive; slots filled at the
+ * old granule and readers racing with the change stay correct (a slot is only ever right or
+ * a miss). A 1 GiB mapping, then a 2 MiB one beside it, then 4 MiB: every log lands. */
+static void test_lookup_cache_granule(void **state)
+{
+	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
+	const uint64_t gib = 1ull << 30, mib2 = 2ull << 20;
+	uint8_t *mem = guest_mem(gib + 3 * mib2);
+	const uint64_t base = 4 * gib;
+
+	tracking_start(io);
+	EXPECT_EQ(vfio_map(io, mem, base, gib, 3), 0);
+	EXPECT_EQ(dt_dma_log(dev, base + 5 * PG, 1), 0);
+	EXPECT_EQ(dt_dma_log(dev, base + gib - PG, 1), 0);
+	EXPECT_EQ(vfio_map(io, mem + gib, base + gib, mib2, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem + gib + mib2, base + gib + mib2, 2 * mib2, 3), 0);
+	for (uint64_t at = 0; at < gib + 3 * mib2; at += mib2 / 2)
+		EXPECT_EQ(dt_dma_log(dev, base + at, 1), 0);
+	EXPECT_EQ(dt_dma_log(dev, base + gib + 3 * mib2, 1), -EINVAL);
+	ctx_set("a log every 1 MiB over 1 GiB + 6 MiB, and the two before");
+	{
+		uint64_t npages = (gib + 3 * mib2) / PG;
+		uint8_t *bm = bm_new(npages);
+
+		EXPECT_EQ(vfio_get_bitmap(io, base, npages * PG, PG, bm, bm_bytes(npages)), 0);
+		EXPECT_EQ(bits_count(bm, npages), (gib + 3 * mib2) / (mib2 / 2) + 2);
+		EXPECT_TRUE(bit_test(bm, 5) && bit_test(bm, gib / PG - 1) &&
+			    bit_test(bm, gib / PG));
+		free(bm);
+	}
 }
 
 /* Slots carry a 16-bit generation that every unmap bumps; after 2^16 unmaps it wraps, and
@@ -231,21 +264,22 @@ static void test_lookup_cache_wraps(void **state)
 }
 
 /* The same layout in two containers: 72 pages in two adjacent mappings, a hole of 4 pages,
- * 200 pages, and 16 pages 32 MiB further on (another lookup granule). */
-#define BATCH_SPAN_PAGES (8192 + 16)
+ * 200 pages, and 16 pages 1 GiB further on (another lookup granule). */
+#define BATCH_FAR_PAGE	 (1u << 18)
+#define BATCH_SPAN_PAGES (BATCH_FAR_PAGE + 16)
 
 static void batch_layout(struct dt_iommu *io, uint8_t *mem)
 {
 	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, 64 * PG, 3), 0);
 	EXPECT_EQ(vfio_map(io, mem + 64 * PG, IOVA_BASE + 64 * PG, 8 * PG, 3), 0);
 	EXPECT_EQ(vfio_map(io, mem + 76 * PG, IOVA_BASE + 76 * PG, 200 * PG, 1), 0);
-	EXPECT_EQ(vfio_map(io, mem + 300 * PG, IOVA_BASE + 8192 * PG, 16 * PG, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem + 300 * PG, IOVA_BASE + BATCH_FAR_PAGE * PG, 16 * PG, 3), 0);
 	tracking_start(io);
 }
 
 static struct dt_dma_range random_range(void)
 {
-	uint64_t pg = rng_below(rng_below(4) ? 300 : BATCH_SPAN_PAGES);
+	uint64_t pg = rng_below(8) ? rng_below(300) : BATCH_FAR_PAGE - 2 + rng_below(20);
 	struct dt_dma_range r = {IOVA_BASE + pg * PG + rng_below(PG), 1 + rng_below(3 * PG)};
 
 	if (!rng_below(60))
@@ -362,15 +396,11 @@ static void test_tracking_off_marks_nothing(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		UT(test_dma_rw_across_mappings),
-		UT(test_dma_rw_many_mappings),
-		UT(test_dma_rw_errnos),
-		UT(test_dma_log),
-		UT(test_lookup_cache),
-		UT(test_lookup_cache_wraps),
-		UT(test_dma_log_batch_vs_single),
-		UT(test_dma_log_batch_errnos),
-		UT(test_tracking_off_marks_nothing),
+		UT(test_dma_rw_across_mappings), UT(test_dma_rw_many_mappings),
+		UT(test_dma_rw_errnos),		 UT(test_dma_log),
+		UT(test_lookup_cache),		 UT(test_lookup_cache_granule),
+		UT(test_lookup_cache_wraps),	 UT(test_dma_log_batch_vs_single),
+		UT(test_dma_log_batch_errnos),	 UT(test_tracking_off_marks_nothing),
 	};
 
 	seed_init(argc, argv);
