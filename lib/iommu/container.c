@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "iommu/internal.h"
+#include "iommu/lookup.h"
 #include "sys/rcu.h"
 #include "sys/sys.h"
 

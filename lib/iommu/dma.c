@@ -17,6 +17,7 @@
 
 #include "core/bitops.h"
 #include "iommu/internal.h"
+#include "iommu/lookup.h"
 #include "sys/rcu.h"
 
 /* The class of a device's write: its own unless it is the VMM's emulation. */
@@ -26,11 +27,6 @@ static enum dt_class device_class(const struct dt_device *dev, enum dt_class cls
 			       DT_DEVICE_F_VMM
 		       ? CLS_VMM
 		       : cls;
-}
-
-static struct dt_mapping *find(struct dt_iommu *iommu, uint64_t iova)
-{
-	return lookup_find(iommu, iova);
 }
 
 /* The mappings a range was validated against, kept so that the copy and the marks use the
@@ -50,7 +46,7 @@ struct span {
 static int range_lookup(struct dt_iommu *iommu, uint64_t iova, uint64_t last, uint32_t need,
 			const char *what, struct span *sp)
 {
-	struct dt_mapping *m = find(iommu, iova);
+	struct dt_mapping *m = lookup_find(iommu, iova);
 
 	sp->n = 0;
 	for (;;) {
@@ -67,7 +63,7 @@ static int range_lookup(struct dt_iommu *iommu, uint64_t iova, uint64_t last, ui
 		if (last <= m->node.last)
 			return 0;
 		iova = m->node.last + 1;
-		m = find(iommu, iova);
+		m = lookup_find(iommu, iova);
 	}
 }
 
@@ -76,7 +72,7 @@ static int range_lookup(struct dt_iommu *iommu, uint64_t iova, uint64_t last, ui
 static struct dt_mapping *span_at(struct dt_iommu *iommu, const struct span *sp, unsigned i,
 				  uint64_t iova)
 {
-	return i < SPAN_KEEP ? sp->m[i] : find(iommu, iova);
+	return i < SPAN_KEEP ? sp->m[i] : lookup_find(iommu, iova);
 }
 
 /* Mark [iova, last], a validated span. */
@@ -90,10 +86,7 @@ static void mark_span(struct dt_iommu *iommu, const struct span *sp, uint64_t io
 		if (!m)
 			return;
 		end = last < m->node.last ? last : m->node.last;
-		mark_mapping(m, (iova - m->iova) >> DT_PAGE_SHIFT,
-			     ((end - m->iova) >> DT_PAGE_SHIFT) -
-				     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
-			     cls);
+		mark_bytes(m, iova, end, cls);
 		if (end == last)
 			return;
 		iova = end + 1;
@@ -132,10 +125,7 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 	if (__builtin_expect(m && iova + len - 1 <= m->node.last, 1)) {
 		/* Within one mapping (any mapping allows device logging): no span to walk. */
 		if (atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
-			mark_mapping(m, (iova - m->iova) >> DT_PAGE_SHIFT,
-				     ((iova + len - 1 - m->iova) >> DT_PAGE_SHIFT) -
-					     ((iova - m->iova) >> DT_PAGE_SHIFT) + 1,
-				     device_class(dev, CLS_LOG));
+			mark_bytes(m, iova, iova + len - 1, device_class(dev, CLS_LOG));
 	} else {
 		err = dma_log_span(dev, iova, len);
 	}
@@ -167,8 +157,8 @@ static void batch_prepare(struct dt_iommu *iommu, enum dt_class cls, const struc
 	m = lookup_find(iommu, r->iova);
 	if (!m || r->iova + r->len - 1 > m->node.last)
 		return;
-	first = (r->iova - m->iova) >> DT_PAGE_SHIFT;
-	last = (r->iova + r->len - 1 - m->iova) >> DT_PAGE_SHIFT;
+	first = mapping_page(m, r->iova);
+	last = mapping_page(m, r->iova + r->len - 1);
 	if (first / 64 != last / 64)
 		return;
 	bm->b = &m->dirty[atomic_load_explicit(&m->active, memory_order_relaxed)][cls];
@@ -225,7 +215,9 @@ int dt_dma_log_batch(struct dt_device *dev, const struct dt_dma_range *ranges, u
 		}
 	}
 	rcu_read_unlock();
-	return done || !err ? (int)done : err;
+	if (err && !done)
+		return err; /* the first range was rejected */
+	return (int)done;
 }
 
 int dt_dma_rw(struct dt_device *dev, uint64_t iova, void *data, size_t len, bool write)
@@ -290,8 +282,7 @@ void mark_range_lockless(struct dt_iommu *iommu, uint64_t iova, uint64_t len, en
 			break;
 		if (n->start > iova)
 			iova = n->start;
-		mark_mapping(node_mapping(n), (iova - n->start) >> DT_PAGE_SHIFT,
-			     ((last < n->last ? last : n->last) - iova) / DT_PAGE_SIZE + 1, cls);
+		mark_bytes(node_mapping(n), iova, last < n->last ? last : n->last, cls);
 		if (n->last >= last)
 			break;
 		iova = n->last + 1;

@@ -36,6 +36,7 @@
 
 #include "core/alloc.h"
 #include "iommu/internal.h"
+#include "iommu/lookup.h"
 #include "sys/rcu.h"
 
 int lookup_init(struct dt_iommu *iommu)
