@@ -51,6 +51,7 @@ static const char *const impl_name[NIMPL] = {"ours", "ours_batch", "bound", "bou
 
 struct opts {
 	uint64_t map_mib;
+	uint64_t total_gib; /* 0: every mapping is map_mib; else each is total / count */
 	uint64_t calls;
 	uint64_t only_mappings; /* 0: 1, 64 and 4096 */
 	unsigned reps;
@@ -432,6 +433,8 @@ static void usage(const char *argv0)
 		"usage: %s [options]\n"
 		"  --mappings N   only this many mappings (default: 1, 64 and 4096)\n"
 		"  --map-mib N    size of each mapping in MiB (default 256)\n"
+		"  --total-gib N  instead, split N GiB among the mappings: the container's size stays\n"
+		"                 the same across mapping counts (4096 must divide N GiB in MiB)\n"
 		"  --calls N      calls per thread per repetition (default 1048576)\n"
 		"  --reps N       timed repetitions, median reported (default 5)\n"
 		"  --seed N       seed of the random pages (fixed by default)\n"
@@ -455,6 +458,8 @@ static struct opts parse_opts(int argc, char **argv)
 		} else if (!strcmp(a, "--map-mib")) {
 			o.map_mib = parse_u64(a, argv[++i]);
 			map_set = true;
+		} else if (!strcmp(a, "--total-gib")) {
+			o.total_gib = parse_u64(a, argv[++i]);
 		} else if (!strcmp(a, "--calls")) {
 			o.calls = parse_u64(a, argv[++i]);
 			calls_set = true;
@@ -475,7 +480,8 @@ static struct opts parse_opts(int argc, char **argv)
 		if (!reps_set)
 			o.reps = 1;
 	}
-	if (!o.map_mib || o.map_mib > (1u << 20) || !o.calls || o.calls > (1ull << 28) || !o.reps ||
+	if ((o.total_gib && (o.total_gib > 1024 || (o.total_gib << 10) % 4096)) || !o.map_mib ||
+	    o.map_mib > (1u << 20) || !o.calls || o.calls > (1ull << 28) || !o.reps ||
 	    o.reps > MAX_REPS || o.only_mappings > 65535)
 		bench_fail("bad options: map %" PRIu64 " MiB, %" PRIu64
 			   " calls, %u reps (1..%u), %" PRIu64 " mappings",
@@ -512,24 +518,27 @@ static void print_table(const struct opts *o, const uint64_t *counts, unsigned n
 			struct figure fig[][MAX_THREADS][NIMPL])
 {
 	fprintf(stderr,
-		"\nbench_mark: dt_dma_log of one random 4 KiB page, mappings of %" PRIu64
-		" MiB, ns per call per thread, median of %u\n"
-		"%8s %9s %7s %8s %8s %8s %8s %8s %10s %10s\n",
-		o->map_mib, o->reps, "mappings", "total GiB", "threads", "ours", "batch16", "bound",
+		"\nbench_mark: dt_dma_log of one random 4 KiB page, ns per call per thread, "
+		"median of %u\n"
+		"%8s %8s %9s %7s %8s %8s %8s %8s %8s %10s %10s\n",
+		o->reps, "mappings", "MiB each", "total GiB", "threads", "ours", "batch16", "bound",
 		"bnd_chk", "naive", "ours/bnd", "naive/ours");
-	for (unsigned c = 0; c < ncounts; c++)
+	for (unsigned c = 0; c < ncounts; c++) {
+		uint64_t mib = o->total_gib ? (o->total_gib << 10) / counts[c] : o->map_mib;
+
 		for (unsigned th = 1; th <= MAX_THREADS; th++) {
 			const struct figure *f = fig[c][th - 1];
 
 			fprintf(stderr,
-				"%8" PRIu64
+				"%8" PRIu64 " %8" PRIu64
 				" %9.3f %7u %8.2f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n",
-				counts[c], (double)(counts[c] * (o->map_mib << 20)) / (1ull << 30),
-				th, f[IMPL_OURS].ns, f[IMPL_OURS_BATCH].ns, f[IMPL_BOUND].ns,
+				counts[c], mib, (double)(counts[c] * mib) / 1024, th,
+				f[IMPL_OURS].ns, f[IMPL_OURS_BATCH].ns, f[IMPL_BOUND].ns,
 				f[IMPL_BOUND_CHECK].ns, f[IMPL_NAIVE].ns,
 				f[IMPL_OURS].ns / f[IMPL_BOUND].ns,
 				f[IMPL_NAIVE].ns / f[IMPL_OURS].ns);
 		}
+	}
 }
 
 int main(int argc, char **argv)
@@ -553,6 +562,8 @@ int main(int argc, char **argv)
 	for (unsigned c = 0; c < ncounts; c++) {
 		struct mark_case mc;
 
+		if (o.total_gib)
+			o.map_mib = (o.total_gib << 10) / counts[c];
 		case_setup(&mc, &o, counts[c]);
 		for (unsigned th = 1; th <= MAX_THREADS; th++) {
 			struct figure *f = fig[c][th - 1];

@@ -63,7 +63,10 @@ def mark_table(runs):
             if o["bench"] == "mark":
                 rows.setdefault((o["mappings"], o["threads"]), []).append(o)
     first = next(o for o in runs[0] if o["bench"] == "mark")
-    print(f"mappings of {first['mapping_mib']} MiB, {len(runs)} runs, {first['reps']} "
+    sizes = {o["mapping_mib"] for run in runs for o in run if o["bench"] == "mark"}
+    what = (f"mappings of {first['mapping_mib']} MiB" if len(sizes) == 1 else
+            f"{first['total_gib']:g} GiB split among the mappings")
+    print(f"{what}, {len(runs)} runs, {first['reps']} "
           f"repetitions of {first['calls_per_thread']} calls per thread, ns per call per "
           "thread\n")
     batch = "ours_batch_ns" in first  # dt_dma_log_batch, from the fifth session on
@@ -76,7 +79,7 @@ def mark_table(runs):
         def med(k):
             return statistics.median(o[k] for o in os_)
 
-        print(f"| {key[0]} ({os_[0]['total_gib']:g} GiB) | {key[1]} "
+        print(f"| {key[0]} x {os_[0]['mapping_mib']} MiB ({os_[0]['total_gib']:g} GiB) | {key[1]} "
               f"| {os_[0]['fresh_fraction'] * 100:.0f} % "
               f"| {cell([o['ours_ns'] for o in os_], 1, 1)} "
               + (f"| {cell([o['ours_batch_ns'] for o in os_], 1, 1)} " if batch else "")
