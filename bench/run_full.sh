@@ -36,6 +36,9 @@ for i in $(seq "$RUNS"); do
 		2> "$OUT/report1_nothp_$i.txt"
 	wait_quiet "mark256 $i"
 	"$BUILD/bench/bench_mark" --reps 7 > "$OUT/mark256_$i.jsonl" 2> "$OUT/mark256_$i.txt"
+	wait_quiet "mark16G $i"
+	"$BUILD/bench/bench_mark" --reps 7 --total-gib 16 > "$OUT/mark16G_$i.jsonl" \
+		2> "$OUT/mark16G_$i.txt"
 	wait_quiet "mark_1x1T $i"
 	"$BUILD/bench/bench_mark" --reps 5 --mappings 1 --map-mib 1048576 \
 		> "$OUT/mark_1x1T_$i.jsonl" 2> "$OUT/mark_1x1T_$i.txt"
@@ -59,7 +62,7 @@ done
 wait_quiet "migrate"
 "$BUILD/bench/bench_migrate" > "$OUT/migrate.jsonl" 2> "$OUT/migrate.txt"
 here=$(dirname "$0")
-for set in report1 report64 report1_nothp mark256 mark_1x1T mark_64x16G; do
+for set in report1 report64 report1_nothp mark256 mark16G mark_1x1T mark_64x16G; do
 	echo "## $set"
 	python3 "$here/summarize.py" "$OUT/${set}"_[0-9]*.jsonl
 	echo
