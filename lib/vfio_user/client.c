@@ -195,6 +195,24 @@ int client_feature(struct dt_vfu_client *c, uint32_t flags, const void *data, si
 	return 0;
 }
 
+int client_feature_get(struct dt_vfu_client *c, uint32_t feature, void *out, size_t size,
+		       const char *name)
+{
+	struct client_reply r;
+	int ret = client_feature(c, VFU_FEATURE_GET | feature, NULL, 0, size, &r);
+
+	if (ret)
+		return ret;
+	if (r.msg.len != sizeof(struct vfu_device_feature) + size) {
+		client_reply_done(&r);
+		return client_break(c, log_fail(-EPROTO, "vfio-user client: %s reply of %u bytes",
+						name, r.msg.len));
+	}
+	memcpy(out, r.msg.payload + sizeof(struct vfu_device_feature), size);
+	client_reply_done(&r);
+	return 0;
+}
+
 /* ---- connect -------------------------------------------------------------------------- */
 
 static int negotiate(struct dt_vfu_client *c)
@@ -282,19 +300,9 @@ static int probe_features(struct dt_vfu_client *c)
 {
 	struct vfu_feature_migration mig;
 	struct client_reply r;
-	int ret = client_feature(c, VFU_FEATURE_GET | VFU_FEATURE_MIGRATION, NULL, 0, sizeof(mig),
-				 &r);
+	int ret = client_feature_get(c, VFU_FEATURE_MIGRATION, &mig, sizeof(mig), "MIGRATION");
 
 	if (!ret) {
-		if (r.msg.len != sizeof(struct vfu_device_feature) + sizeof(mig)) {
-			client_reply_done(&r);
-			return client_break(
-				c,
-				log_fail(-EPROTO, "vfio-user client: MIGRATION reply of %u bytes",
-					 r.msg.len));
-		}
-		memcpy(&mig, r.msg.payload + sizeof(struct vfu_device_feature), sizeof(mig));
-		client_reply_done(&r);
 		if (mig.flags & VFU_MIGRATION_STOP_COPY)
 			c->info.mig_flags = mig.flags;
 		else

@@ -81,20 +81,11 @@ static enum dt_vfu_mig_state next_arc(enum dt_vfu_mig_state cur, enum dt_vfu_mig
 static int get_state(struct dt_vfu_client *c, enum dt_vfu_mig_state *state)
 {
 	struct vfu_feature_mig_state ms;
-	struct client_reply r;
-	int ret = client_feature(c, VFU_FEATURE_GET | VFU_FEATURE_MIG_DEVICE_STATE, NULL, 0,
-				 sizeof(ms), &r);
+	int ret = client_feature_get(c, VFU_FEATURE_MIG_DEVICE_STATE, &ms, sizeof(ms),
+				     "MIG_DEVICE_STATE");
 
 	if (ret)
 		return ret;
-	if (r.msg.len != sizeof(struct vfu_device_feature) + sizeof(ms)) {
-		client_reply_done(&r);
-		return client_break(
-			c, log_fail(-EPROTO, "vfio-user client: MIG_DEVICE_STATE reply of %u bytes",
-				    r.msg.len));
-	}
-	memcpy(&ms, r.msg.payload + sizeof(struct vfu_device_feature), sizeof(ms));
-	client_reply_done(&r);
 	switch (ms.device_state) {
 	case DT_VFU_MIG_ERROR:
 	case DT_VFU_MIG_STOP:
@@ -249,20 +240,11 @@ static int drain(struct dt_vfu_client *c)
 static int query_data_size(struct dt_vfu_client *c, uint64_t *size)
 {
 	struct vfu_feature_mig_data_size ds;
-	struct client_reply r;
-	int ret = client_feature(c, VFU_FEATURE_GET | VFU_FEATURE_MIG_DATA_SIZE, NULL, 0,
-				 sizeof(ds), &r);
+	int ret =
+		client_feature_get(c, VFU_FEATURE_MIG_DATA_SIZE, &ds, sizeof(ds), "MIG_DATA_SIZE");
 
 	if (ret)
 		return ret;
-	if (r.msg.len != sizeof(struct vfu_device_feature) + sizeof(ds)) {
-		client_reply_done(&r);
-		return client_break(c, log_fail(-EPROTO,
-						"vfio-user client: MIG_DATA_SIZE reply of %u bytes",
-						r.msg.len));
-	}
-	memcpy(&ds, r.msg.payload + sizeof(struct vfu_device_feature), sizeof(ds));
-	client_reply_done(&r);
 	*size = ds.stop_copy_length;
 	return 0;
 }

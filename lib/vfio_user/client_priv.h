@@ -98,6 +98,10 @@ int client_break(struct dt_vfu_client *c, int err);
  * the 8-byte feature header. */
 int client_feature(struct dt_vfu_client *c, uint32_t flags, const void *data, size_t len,
 		   size_t max_data, struct client_reply *reply);
+/* DEVICE_FEATURE GET of a feature whose data is exactly size bytes, copied to out. A refusal
+ * is returned as is; a reply of another size breaks the connection (-EPROTO, named name). */
+int client_feature_get(struct dt_vfu_client *c, uint32_t feature, void *out, size_t size,
+		       const char *name);
 
 /* Serve one server request (DMA_READ / DMA_WRITE): client_dma.c. */
 int client_serve_dma(struct dt_vfu_client *c, const struct vfu_msg *msg);
