@@ -46,8 +46,8 @@
 enum impl { IMPL_OURS, IMPL_OURS_BATCH, IMPL_BOUND, IMPL_BOUND_CHECK, IMPL_NAIVE, NIMPL };
 static const char *const impl_name[NIMPL] = {"ours", "ours_batch", "bound", "bound_check", "naive"};
 
-/* Ranges per dt_dma_log_batch call in the ours_batch column. */
-#define BATCH 16
+/* Ranges per dt_dma_log_batch call in the ours_batch column: --batch, 16 by default. */
+#define MAX_BATCH 4096u
 
 struct opts {
 	uint64_t map_mib;
@@ -56,6 +56,7 @@ struct opts {
 	uint64_t only_mappings; /* 0: 1, 64 and 4096 */
 	unsigned reps;
 	uint64_t seed;
+	unsigned batch;
 	bool quick;
 };
 
@@ -81,6 +82,7 @@ struct mark_case {
 	struct naive naive;
 	uint64_t *iovas[MAX_THREADS];
 	uint64_t calls, naive_calls;
+	unsigned batch;
 	uint64_t distinct[MAX_THREADS + 1]; /* [t]: distinct pages in arrays 0..t-1 */
 };
 
@@ -137,10 +139,10 @@ static void do_job(struct worker *w)
 			err |= dt_dma_log(dev, iovas[i], PAGE_SIZE);
 		break;
 	case IMPL_OURS_BATCH:
-		/* The same pages, BATCH per call (building the ranges is timed too). */
-		for (uint64_t i = 0; i < n; i += BATCH) {
-			struct dt_dma_range r[BATCH];
-			unsigned k = n - i < BATCH ? (unsigned)(n - i) : BATCH;
+		/* The same pages, mc->batch per call (building the ranges is timed too). */
+		for (uint64_t i = 0; i < n; i += mc->batch) {
+			struct dt_dma_range r[MAX_BATCH];
+			unsigned k = n - i < mc->batch ? (unsigned)(n - i) : mc->batch;
 
 			for (unsigned j = 0; j < k; j++)
 				r[j] = (struct dt_dma_range){iovas[i + j], PAGE_SIZE};
@@ -264,6 +266,7 @@ static void case_setup(struct mark_case *mc, const struct opts *o, uint64_t nmap
 	mc->total = nmap * mc->map_size;
 	mc->npages = mc->total >> PAGE_SHIFT;
 	mc->calls = o->calls;
+	mc->batch = o->batch;
 	/* The naive search over 4096 mappings costs microseconds a call: fewer calls keep the
 	 * run short without changing its per-call figure. */
 	mc->naive_calls = nmap >= 1024 ? (o->calls + 15) / 16 : o->calls;
@@ -436,6 +439,7 @@ static void usage(const char *argv0)
 		"  --total-gib N  instead, split N GiB among the mappings: the container's size stays\n"
 		"                 the same across mapping counts (4096 must divide N GiB in MiB)\n"
 		"  --calls N      calls per thread per repetition (default 1048576)\n"
+		"  --batch N      ranges per dt_dma_log_batch call, 1..4096 (default 16)\n"
 		"  --reps N       timed repetitions, median reported (default 5)\n"
 		"  --seed N       seed of the random pages (fixed by default)\n"
 		"  --quick        small mappings, few calls, 1 repetition: proves it works (CI)\n",
@@ -445,7 +449,7 @@ static void usage(const char *argv0)
 
 static struct opts parse_opts(int argc, char **argv)
 {
-	struct opts o = {.map_mib = 256, .calls = 1u << 20, .reps = 5, .seed = 0xda7a};
+	struct opts o = {.map_mib = 256, .calls = 1u << 20, .reps = 5, .seed = 0xda7a, .batch = 16};
 	bool map_set = false, calls_set = false, reps_set = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -466,6 +470,8 @@ static struct opts parse_opts(int argc, char **argv)
 		} else if (!strcmp(a, "--reps")) {
 			o.reps = (unsigned)parse_u64(a, argv[++i]);
 			reps_set = true;
+		} else if (!strcmp(a, "--batch")) {
+			o.batch = (unsigned)parse_u64(a, argv[++i]);
 		} else if (!strcmp(a, "--seed")) {
 			o.seed = parse_u64(a, argv[++i]);
 		} else {
@@ -482,7 +488,7 @@ static struct opts parse_opts(int argc, char **argv)
 	}
 	if ((o.total_gib && (o.total_gib > 1024 || (o.total_gib << 10) % 4096)) || !o.map_mib ||
 	    o.map_mib > (1u << 20) || !o.calls || o.calls > (1ull << 28) || !o.reps ||
-	    o.reps > MAX_REPS || o.only_mappings > 65535)
+	    o.reps > MAX_REPS || o.only_mappings > 65535 || !o.batch || o.batch > MAX_BATCH)
 		bench_fail("bad options: map %" PRIu64 " MiB, %" PRIu64
 			   " calls, %u reps (1..%u), %" PRIu64 " mappings",
 			   o.map_mib, o.calls, o.reps, MAX_REPS, o.only_mappings);
@@ -508,7 +514,7 @@ static void print_json(const struct opts *o, const struct mark_case *mc, unsigne
 	       ",\"timed_faults_refs\":%" PRIu64 "}\n",
 	       mc->nmap, o->map_mib, (double)mc->total / (1ull << 30), th, o->reps, mc->calls,
 	       mc->distinct[th], (double)mc->distinct[th] / (double)(mc->calls * th), ours->ns,
-	       ours->min_ns, batch->ns, BATCH, bound->ns, check->ns, naive->ns, naive->calls,
+	       ours->min_ns, batch->ns, mc->batch, bound->ns, check->ns, naive->ns, naive->calls,
 	       ours->agg_ns, bound->agg_ns, check->agg_ns, naive->agg_ns, ours->ns / bound->ns,
 	       ours->ns / check->ns, naive->ns / ours->ns, ours->faults,
 	       bound->faults + check->faults + naive->faults);
@@ -517,11 +523,14 @@ static void print_json(const struct opts *o, const struct mark_case *mc, unsigne
 static void print_table(const struct opts *o, const uint64_t *counts, unsigned ncounts,
 			struct figure fig[][MAX_THREADS][NIMPL])
 {
+	char batch_col[16];
+
+	snprintf(batch_col, sizeof(batch_col), "batch%u", o->batch);
 	fprintf(stderr,
 		"\nbench_mark: dt_dma_log of one random 4 KiB page, ns per call per thread, "
 		"median of %u\n"
 		"%8s %8s %9s %7s %8s %8s %8s %8s %8s %10s %10s\n",
-		o->reps, "mappings", "MiB each", "total GiB", "threads", "ours", "batch16", "bound",
+		o->reps, "mappings", "MiB each", "total GiB", "threads", "ours", batch_col, "bound",
 		"bnd_chk", "naive", "ours/bnd", "naive/ours");
 	for (unsigned c = 0; c < ncounts; c++) {
 		uint64_t mib = o->total_gib ? (o->total_gib << 10) / counts[c] : o->map_mib;
@@ -589,7 +598,7 @@ int main(int argc, char **argv)
 	fprintf(stderr,
 		"single-threaded, worst over mapping counts: %.2f ns per call (target < 25 ns), "
 		"%.2f ns per page with dt_dma_log_batch of %u%s\n",
-		worst_single, worst_batch, BATCH,
+		worst_single, worst_batch, o.batch,
 		o.quick ? "   [--quick: too few calls for the figure to mean anything]" : "");
 	return 0;
 }
