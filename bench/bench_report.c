@@ -46,9 +46,10 @@ struct opts {
 	unsigned reps;
 	uint64_t seed;
 	bool quick;
-	bool warm;   /* skip the cache scrub before each timed call */
-	bool no_thp; /* PR_SET_THP_DISABLE: no transparent huge pages anywhere */
-	double only; /* --dirty: measure only this percentage (< 0: all four) */
+	bool warm;	    /* skip the cache scrub before each timed call */
+	uint64_t scrub_mib; /* 0: the default scrub size */
+	bool no_thp;	    /* PR_SET_THP_DISABLE: no transparent huge pages anywhere */
+	double only;	    /* --dirty: measure only this percentage (< 0: all four) */
 };
 
 /* The container under test and everything the references need, sized once. */
@@ -90,7 +91,9 @@ static void *alloc_prefaulted(uint64_t bytes)
 /*
  * Between two reports a guest runs for a while and evicts the bitmaps from the caches, so
  * each timed call (ours, naive, memcpy alike) starts after 2x the bitmap size, at least
- * 64 MiB, has been written elsewhere. --warm skips this.
+ * 64 MiB, has been written elsewhere (--scrub-mib N: N MiB). --warm skips this. A last-level
+ * cache larger than the scrub keeps part of what was written before it: the default is
+ * "recently used", --scrub-mib 1024 is cold on this machine (docs/performance.md).
  */
 static void cache_scrub(struct bench *b)
 {
@@ -99,6 +102,18 @@ static void cache_scrub(struct bench *b)
 	for (uint64_t i = 0; i < b->scrub_bytes; i += 64)
 		b->scrub[i]++;
 	compiler_barrier();
+}
+
+/* What cache_scrub() writes: --scrub-mib, or 2x the bitmap (one bit per page), >= 64 MiB. */
+static uint64_t scrub_bytes(const struct opts *o)
+{
+	uint64_t bitmap = (o->size_gib << 30) >> PAGE_SHIFT >> 3;
+
+	if (o->warm)
+		return 0;
+	if (o->scrub_mib)
+		return o->scrub_mib << 20;
+	return 2 * bitmap > (64ull << 20) ? 2 * bitmap : 64ull << 20;
 }
 
 static double parse_pct(const char *opt, const char *s)
@@ -124,6 +139,7 @@ static void usage(const char *argv0)
 		"  --dirty PCT    only this percentage of dirty pages (default 0, 0.01, 1, 100)\n"
 		"  --no-thp       disable transparent huge pages for the process (library included)\n"
 		"  --warm         do not evict the caches before each timed call\n"
+		"  --scrub-mib N  evict them by writing N MiB (default: 2x the bitmap, >= 64)\n"
 		"  --seed N       seed of the random pages (fixed by default)\n"
 		"  --quick        1 GiB, 1 repetition: proves the program works (CI)\n",
 		argv0);
@@ -146,6 +162,8 @@ static struct opts parse_opts(int argc, char **argv)
 			o.no_thp = true;
 		} else if (!strcmp(a, "--warm")) {
 			o.warm = true;
+		} else if (!strcmp(a, "--scrub-mib")) {
+			o.scrub_mib = parse_u64(a, argv[++i]);
 		} else if (!strcmp(a, "--size-gib")) {
 			o.size_gib = parse_u64(a, argv[++i]);
 			size_set = true;
@@ -166,8 +184,9 @@ static struct opts parse_opts(int argc, char **argv)
 		if (!reps_set)
 			o.reps = 1;
 	}
-	if (!o.size_gib || o.size_gib > (1u << 16) || !o.reps || o.reps > MAX_REPS || !o.mappings ||
-	    ((o.size_gib << 30) / o.mappings) % PAGE_SIZE || (o.size_gib << 30) % o.mappings)
+	if (!o.size_gib || o.size_gib > (1u << 16) || o.scrub_mib > (1u << 16) || !o.reps ||
+	    o.reps > MAX_REPS || !o.mappings || ((o.size_gib << 30) / o.mappings) % PAGE_SIZE ||
+	    (o.size_gib << 30) % o.mappings)
 		bench_fail("bad options: size %" PRIu64 " GiB, %" PRIu64
 			   " mappings (must divide it in whole pages), %u reps (1..%u)",
 			   o.size_gib, o.mappings, o.reps, MAX_REPS);
@@ -218,7 +237,7 @@ static void bench_setup(struct bench *b, const struct opts *o)
 	b->pinned = NULL;
 	b->npinned = 0;
 	if (!o->warm) {
-		b->scrub_bytes = 2 * b->bytes > (64ull << 20) ? 2 * b->bytes : 64ull << 20;
+		b->scrub_bytes = scrub_bytes(o);
 		b->scrub = alloc_prefaulted(b->scrub_bytes);
 	}
 }
@@ -502,7 +521,8 @@ static void measure(struct bench *b, const struct pattern *p, unsigned reps, str
 static void print_json(const struct opts *o, const struct result *r)
 {
 	printf("{\"bench\":\"report\",\"size_gib\":%" PRIu64 ",\"mappings\":%" PRIu64
-	       ",\"cold_caches\":%s,\"dirty_pct\":%g,\"dirty_pages\":%" PRIu64 ",\"reps\":%u"
+	       ",\"cold_caches\":%s,\"scrub_mib\":%" PRIu64
+	       ",\"dirty_pct\":%g,\"dirty_pages\":%" PRIu64 ",\"reps\":%u"
 	       ",\"get_bitmap_ns\":%" PRIu64 ",\"get_bitmap_min_ns\":%" PRIu64
 	       ",\"get_bitmap_max_ns\":%" PRIu64 ",\"report_runs_ns\":%" PRIu64 ",\"runs\":%" PRIu64
 	       ",\"naive_ns\":%" PRIu64 ",\"memcpy_ns\":%" PRIu64 ",\"sparse_bound_ns\":%" PRIu64
@@ -512,10 +532,10 @@ static void print_json(const struct opts *o, const struct result *r)
 	       ",\"get_bitmap_over_sparse_bound\":%.3f"
 	       ",\"naive_over_report_runs\":%.3f,\"report_runs_over_memcpy\":%.3f"
 	       ",\"timed_faults_ours\":%" PRIu64 ",\"timed_faults_refs\":%" PRIu64 "}\n",
-	       o->size_gib, o->mappings, o->warm ? "false" : "true", r->pct, r->pages, o->reps,
-	       r->get_bitmap, r->get_bitmap_min, r->get_bitmap_max, r->report_runs, r->runs,
-	       r->naive, r->copy, r->touch, r->naive_min, r->copy_min, r->touch_min,
-	       ratio(r->naive, r->get_bitmap), ratio(r->get_bitmap, r->copy),
+	       o->size_gib, o->mappings, o->warm ? "false" : "true", scrub_bytes(o) >> 20, r->pct,
+	       r->pages, o->reps, r->get_bitmap, r->get_bitmap_min, r->get_bitmap_max,
+	       r->report_runs, r->runs, r->naive, r->copy, r->touch, r->naive_min, r->copy_min,
+	       r->touch_min, ratio(r->naive, r->get_bitmap), ratio(r->get_bitmap, r->copy),
 	       ratio(r->get_bitmap, r->touch), ratio(r->naive, r->report_runs),
 	       ratio(r->report_runs, r->copy), r->faults_ours, r->faults_refs);
 }
@@ -545,19 +565,22 @@ static void print_summary(const struct opts *o, const struct result *sparse,
 {
 	double sparse_ratio = ratio(sparse->naive, sparse->get_bitmap);
 	double full_ratio = ratio(full->get_bitmap, full->copy);
+	/* What no report that writes one bit per dirty page can beat: if it is under 20x,
+	 * the 0.01 % target is out of reach on this machine, whatever the implementation. */
+	double bound_ratio = ratio(sparse->naive, sparse->touch);
 
 	printf("{\"bench\":\"report_summary\",\"size_gib\":%" PRIu64 ",\"mappings\":%" PRIu64
 	       ",\"naive_over_get_bitmap_at_0.01pct\":%.2f,\"naive_over_report_runs_at_0.01pct\":%.2f"
-	       ",\"target_min\":20,\"met_0.01pct\":%s"
+	       ",\"target_min\":20,\"met_0.01pct\":%s,\"naive_over_sparse_bound_at_0.01pct\":%.2f"
 	       ",\"get_bitmap_over_memcpy_at_100pct\":%.3f,\"report_runs_over_memcpy_at_100pct\":%.3f"
 	       ",\"target_max\":1.5,\"met_100pct\":%s}\n",
 	       o->size_gib, o->mappings, sparse_ratio, ratio(sparse->naive, sparse->report_runs),
-	       sparse_ratio >= 20.0 ? "true" : "false", full_ratio,
+	       sparse_ratio >= 20.0 ? "true" : "false", bound_ratio, full_ratio,
 	       ratio(full->report_runs, full->copy), full_ratio <= 1.5 ? "true" : "false");
 	fprintf(stderr,
-		"GET_BITMAP: naive/ours at 0.01 %%: %.1fx (target >= 20x), ours/memcpy at 100 %%: "
-		"%.2fx (target <= 1.5x)%s\n",
-		sparse_ratio, full_ratio,
+		"GET_BITMAP: naive/ours at 0.01 %%: %.1fx (target >= 20x; the sparse bound "
+		"itself: %.1fx), ours/memcpy at 100 %%: %.2fx (target <= 1.5x)%s\n",
+		sparse_ratio, bound_ratio, full_ratio,
 		o->quick ? "   [--quick: sizes too small for the ratios to mean anything]" : "");
 }
 
