@@ -274,6 +274,7 @@ again:
 		for (struct dt_device *d = iommu->devices; d && m->pin_refs; d = d->next)
 			device_drop_pins_in(d, m);
 		iova_tree_remove(&iommu->tree, &m->node);
+		lookup_forget_mapping(iommu, m->iova, m->size);
 		iommu->mapped_bytes -= m->size;
 		total += m->size;
 		m->next_gone = NULL;

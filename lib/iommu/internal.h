@@ -38,6 +38,10 @@
 #define DT_MAX_MAPPINGS	    65535u
 #define DT_MAX_BITMAP_BYTES (1ull << 32) /* 128 TiB of 4 KiB pages per report */
 
+/* The granules of the marking paths' lookup cache (lookup.h): 2 MiB to 1 GiB of IOVA. */
+#define LOOKUP_SHIFT_MIN 21u
+#define LOOKUP_SHIFT_MAX 30u
+
 /* One-shot classes. CLS_VMM takes the dt_dma_rw/dt_dma_log writes of devices flagged
  * DT_DEVICE_F_VMM (the VMM's own emulation) instead of CLS_RW/CLS_LOG. */
 enum dt_class { CLS_UNPIN, CLS_RW, CLS_LOG, CLS_REQUEUE, CLS_VMM, NCLS };
@@ -84,7 +88,9 @@ struct dt_iommu {
 	struct arena planes[2 * NCLS + 1];
 	_Atomic uint64_t lookup_gen;   /* lookup.c: bumped by every unmap */
 	_Atomic unsigned lookup_shift; /* lookup.c: log2 of the IOVA granule of a slot */
-	_Atomic uint64_t *lookup;      /* lookup.c: LOOKUP_SLOTS cached mappings */
+	/* lookup.c: how many mappings allow each granule (index: log2 - LOOKUP_SHIFT_MIN) */
+	uint32_t lookup_granules[LOOKUP_SHIFT_MAX - LOOKUP_SHIFT_MIN + 1];
+	_Atomic uint64_t *lookup; /* lookup.c: LOOKUP_SLOTS cached mappings */
 };
 
 static inline struct dt_mapping *node_mapping(struct iova_node *n)

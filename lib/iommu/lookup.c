@@ -6,14 +6,14 @@
  * spread across the heap, with a branch each that the CPU cannot predict. The cache is a
  * direct-mapped table of LOOKUP_SLOTS words indexed by (iova >> shift): one load gives a
  * mapping, and the mapping is the answer if it contains the iova (mappings never overlap).
- * The shift starts at 1 GiB and comes down, as mappings are made, to the largest power of
- * two that divides the iova and size of every mapping of 2 MiB or more (never below 2 MiB):
- * 4096 mappings of 256 MiB then use 4096 slots (32 KiB of table that stays in cache), and a
- * terabyte of any mappings aligned to 16 MiB hits every time once warm. A slot whose
- * granule holds several mappings (those under 2 MiB) just misses more often; then the tree
- * answers, as without the cache. The shift never goes back up (an unmap does not look at
- * what remains), and a reader may use a stale shift: a slot only ever claims what its
- * mapping covers, so any slot is right or misses.
+ * The shift is the largest power of two (1 GiB at most) that divides the iova and size of
+ * every mapping of 2 MiB or more (never below 2 MiB): 4096 mappings of 256 MiB then use
+ * 4096 slots (32 KiB of table that stays in cache), and a terabyte of any mappings aligned
+ * to 16 MiB hits every time once warm. A slot whose granule holds several mappings (those
+ * under 2 MiB) just misses more often; then the tree answers, as without the cache. A count
+ * of mappings per granule (under the lock) lets the shift come down as mappings are made
+ * and go back up when the ones that needed it are unmapped. A reader may use a stale shift:
+ * a slot only ever claims what its mapping covers, so any slot is right or misses.
  *
  * A slot is (tag << 48) | mapping pointer, 0 when empty. A slot is valid while its tag
  * equals the low 16 bits of iommu->lookup_gen and the tag is not 0.
@@ -49,14 +49,47 @@ int lookup_init(struct dt_iommu *iommu)
 	return 0;
 }
 
+/* The granule a mapping allows: the largest power of two dividing its iova and size, up to
+ * LOOKUP_SHIFT_MAX; 0 below LOOKUP_SHIFT_MIN (small or oddly aligned mappings share slots
+ * and miss more, rather than make the whole table fine). */
+static unsigned granule_of(uint64_t iova, uint64_t size)
+{
+	unsigned g = (unsigned)__builtin_ctzll(iova | size | (1ull << LOOKUP_SHIFT_MAX));
+
+	return g < LOOKUP_SHIFT_MIN ? 0 : g;
+}
+
+/* The coarsest granule every counted mapping allows. */
+static void shift_update(struct dt_iommu *iommu)
+{
+	unsigned shift = LOOKUP_SHIFT_MAX;
+
+	for (unsigned g = LOOKUP_SHIFT_MIN; g < LOOKUP_SHIFT_MAX; g++)
+		if (iommu->lookup_granules[g - LOOKUP_SHIFT_MIN]) {
+			shift = g;
+			break;
+		}
+	atomic_store_explicit(&iommu->lookup_shift, shift, memory_order_relaxed);
+}
+
 void lookup_note_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size)
 {
-	unsigned g = (unsigned)__builtin_ctzll(iova | size); /* size > 0 */
+	unsigned g = granule_of(iova, size);
 
-	if (g < LOOKUP_SHIFT_MIN)
-		return; /* small or oddly aligned: its granule shares slots and misses more */
-	if (g < atomic_load_explicit(&iommu->lookup_shift, memory_order_relaxed))
-		atomic_store_explicit(&iommu->lookup_shift, g, memory_order_relaxed);
+	if (g) {
+		iommu->lookup_granules[g - LOOKUP_SHIFT_MIN]++;
+		shift_update(iommu);
+	}
+}
+
+void lookup_forget_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size)
+{
+	unsigned g = granule_of(iova, size);
+
+	if (g) {
+		iommu->lookup_granules[g - LOOKUP_SHIFT_MIN]--;
+		shift_update(iommu);
+	}
 }
 
 void lookup_destroy(struct dt_iommu *iommu)

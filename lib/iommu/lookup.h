@@ -16,14 +16,14 @@
 
 /* The cache in front of the tree (65536 slots, 512 KiB; one per
  * 2 MiB to 1 GiB of IOVA, the coarsest granule every mapping of 2 MiB or more is made of) */
-#define LOOKUP_SHIFT_MIN 21u
-#define LOOKUP_SHIFT_MAX 30u
 #define LOOKUP_SLOTS	 65536u
 #define LOOKUP_TAG_SHIFT 48
 int lookup_init(struct dt_iommu *iommu);
 void lookup_destroy(struct dt_iommu *iommu);
-/* Under the lock, when a mapping is inserted: a finer granule if it needs one. */
+/* Under the lock, when a mapping is inserted (a finer granule if it needs one) and when it
+ * leaves the tree (the granule grows back to what the remaining mappings allow). */
 void lookup_note_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size);
+void lookup_forget_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size);
 
 /* The slot that caches iova. The granule may change under us: any slot is correct, a
  * stale granule only costs a miss. */
