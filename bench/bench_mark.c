@@ -2,7 +2,8 @@
 /*
  * bench/bench_mark.c - the cost of marking one page: dt_dma_log(dev, iova, 4 KiB).
  *
- * The container holds 1, 64 or 4096 mappings of --map-mib MiB (256 by default) over never
+ * The container holds 1, 64 or 4096 mappings of --map-mib MiB (256 by default; --map-kib for
+ * the small mappings of a vIOMMU) over never
  * touched MAP_NORESERVE memory, with tracking on. Each marking thread has its own LOGGING
  * device and walks a pre-generated array of random page iovas (the RNG is not timed); with
  * two threads both mark concurrently, on separate cores, into the same container.
@@ -50,8 +51,8 @@ static const char *const impl_name[NIMPL] = {"ours", "ours_batch", "bound", "bou
 #define MAX_BATCH 4096u
 
 struct opts {
-	uint64_t map_mib;
-	uint64_t total_gib; /* 0: every mapping is map_mib; else each is total / count */
+	uint64_t map_kib;
+	uint64_t total_gib; /* 0: every mapping is map_kib; else each is total / count */
 	uint64_t calls;
 	uint64_t only_mappings; /* 0: 1, 64 and 4096 */
 	unsigned reps;
@@ -253,6 +254,12 @@ static void *alloc_zeroed(uint64_t bytes)
 	return p;
 }
 
+/* One bit per page of the container, in whole words. */
+static uint64_t bitmap_bytes(const struct mark_case *mc)
+{
+	return (mc->npages + 63) / 64 * 8;
+}
+
 static void case_setup(struct mark_case *mc, const struct opts *o, uint64_t nmap)
 {
 	struct vfio_iommu_type1_dirty_bitmap start = {.argsz = sizeof(start),
@@ -262,7 +269,7 @@ static void case_setup(struct mark_case *mc, const struct opts *o, uint64_t nmap
 
 	memset(mc, 0, sizeof(*mc));
 	mc->nmap = nmap;
-	mc->map_size = o->map_mib << 20;
+	mc->map_size = o->map_kib << 10;
 	mc->total = nmap * mc->map_size;
 	mc->npages = mc->total >> PAGE_SHIFT;
 	mc->calls = o->calls;
@@ -298,13 +305,13 @@ static void case_setup(struct mark_case *mc, const struct opts *o, uint64_t nmap
 		BENCH_CHECK(!ret, "MAP_DMA %" PRIu64 " of %" PRIu64 ": %d", i, nmap, ret);
 		mc->naive.maps[i].iova = map.iova;
 		mc->naive.maps[i].size = map.size;
-		mc->naive.maps[i].bits = alloc_zeroed(mc->map_size >> PAGE_SHIFT >> 3);
+		mc->naive.maps[i].bits = alloc_zeroed(((mc->map_size >> PAGE_SHIFT) + 63) / 64 * 8);
 	}
 	ret = dt_vfio_ioctl(mc->iommu, VFIO_IOMMU_DIRTY_PAGES, &start);
 	BENCH_CHECK(!ret, "DIRTY_PAGES START: %d", ret);
 
-	mc->bound = alloc_zeroed(mc->npages / 8);
-	seen = alloc_zeroed(mc->npages / 8);
+	mc->bound = alloc_zeroed(bitmap_bytes(mc));
+	seen = alloc_zeroed(bitmap_bytes(mc));
 	for (unsigned t = 0; t < MAX_THREADS; t++) {
 		uint64_t n = t ? mc->distinct[t] : 0;
 
@@ -321,7 +328,7 @@ static void case_setup(struct mark_case *mc, const struct opts *o, uint64_t nmap
 		}
 		mc->distinct[t + 1] = n;
 	}
-	munmap(seen, mc->npages / 8);
+	munmap(seen, bitmap_bytes(mc));
 }
 
 /* Distinct pages the first nthreads arrays hold, over `calls` entries each. */
@@ -331,7 +338,7 @@ static uint64_t expected_pages(struct mark_case *mc, unsigned nthreads, uint64_t
 
 	if (calls == mc->calls)
 		return mc->distinct[nthreads];
-	seen = alloc_zeroed(mc->npages / 8);
+	seen = alloc_zeroed(bitmap_bytes(mc));
 	for (unsigned t = 0; t < nthreads; t++)
 		for (uint64_t i = 0; i < calls; i++) {
 			uint64_t pg = (mc->iovas[t][i] - IOVA_BASE) >> PAGE_SHIFT;
@@ -341,7 +348,7 @@ static uint64_t expected_pages(struct mark_case *mc, unsigned nthreads, uint64_t
 				n++;
 			}
 		}
-	munmap(seen, mc->npages / 8);
+	munmap(seen, bitmap_bytes(mc));
 	return n;
 }
 
@@ -364,10 +371,10 @@ static void reset_and_check(struct mark_case *mc, enum impl impl, uint64_t expec
 		return;
 	}
 	if (impl == IMPL_BOUND || impl == IMPL_BOUND_CHECK) {
-		got = popcount_buf((const void *)mc->bound, mc->npages / 8);
-		memset((void *)mc->bound, 0, mc->npages / 8);
+		got = popcount_buf((const void *)mc->bound, bitmap_bytes(mc));
+		memset((void *)mc->bound, 0, bitmap_bytes(mc));
 	} else {
-		uint64_t bytes = mc->map_size >> PAGE_SHIFT >> 3;
+		uint64_t bytes = ((mc->map_size >> PAGE_SHIFT) + 63) / 64 * 8;
 
 		for (uint64_t i = 0; i < mc->nmap; i++) {
 			got += popcount_buf(mc->naive.maps[i].bits, bytes);
@@ -385,10 +392,10 @@ static void case_free(struct mark_case *mc)
 	dt_device_detach(mc->dev[1]);
 	dt_iommu_free(mc->iommu);
 	for (uint64_t i = 0; i < mc->nmap; i++)
-		munmap(mc->naive.maps[i].bits, mc->map_size >> PAGE_SHIFT >> 3);
+		munmap(mc->naive.maps[i].bits, ((mc->map_size >> PAGE_SHIFT) + 63) / 64 * 8);
 	free(mc->naive.maps);
 	pthread_mutex_destroy(&mc->naive.lock);
-	munmap((void *)mc->bound, mc->npages / 8);
+	munmap((void *)mc->bound, bitmap_bytes(mc));
 	for (unsigned t = 0; t < MAX_THREADS; t++)
 		free(mc->iovas[t]);
 	munmap(mc->guest, mc->total);
@@ -436,6 +443,7 @@ static void usage(const char *argv0)
 		"usage: %s [options]\n"
 		"  --mappings N   only this many mappings (default: 1, 64 and 4096)\n"
 		"  --map-mib N    size of each mapping in MiB (default 256)\n"
+		"  --map-kib N    the same in KiB (a multiple of 4)\n"
 		"  --total-gib N  instead, split N GiB among the mappings: the container's size stays\n"
 		"                 the same across mapping counts (4096 must divide N GiB in MiB)\n"
 		"  --calls N      calls per thread per repetition (default 1048576)\n"
@@ -449,7 +457,8 @@ static void usage(const char *argv0)
 
 static struct opts parse_opts(int argc, char **argv)
 {
-	struct opts o = {.map_mib = 256, .calls = 1u << 20, .reps = 5, .seed = 0xda7a, .batch = 16};
+	struct opts o = {
+		.map_kib = 256 << 10, .calls = 1u << 20, .reps = 5, .seed = 0xda7a, .batch = 16};
 	bool map_set = false, calls_set = false, reps_set = false;
 
 	for (int i = 1; i < argc; i++) {
@@ -460,7 +469,10 @@ static struct opts parse_opts(int argc, char **argv)
 		} else if (!strcmp(a, "--mappings")) {
 			o.only_mappings = parse_u64(a, argv[++i]);
 		} else if (!strcmp(a, "--map-mib")) {
-			o.map_mib = parse_u64(a, argv[++i]);
+			o.map_kib = parse_u64(a, argv[++i]) << 10;
+			map_set = true;
+		} else if (!strcmp(a, "--map-kib")) {
+			o.map_kib = parse_u64(a, argv[++i]);
 			map_set = true;
 		} else if (!strcmp(a, "--total-gib")) {
 			o.total_gib = parse_u64(a, argv[++i]);
@@ -480,18 +492,19 @@ static struct opts parse_opts(int argc, char **argv)
 	}
 	if (o.quick) {
 		if (!map_set)
-			o.map_mib = 16;
+			o.map_kib = 16 << 10;
 		if (!calls_set)
 			o.calls = 20000;
 		if (!reps_set)
 			o.reps = 1;
 	}
-	if ((o.total_gib && (o.total_gib > 1024 || (o.total_gib << 10) % 4096)) || !o.map_mib ||
-	    o.map_mib > (1u << 20) || !o.calls || o.calls > (1ull << 28) || !o.reps ||
-	    o.reps > MAX_REPS || o.only_mappings > 65535 || !o.batch || o.batch > MAX_BATCH)
-		bench_fail("bad options: map %" PRIu64 " MiB, %" PRIu64
+	if ((o.total_gib && (o.total_gib > 1024 || (o.total_gib << 10) % 4096)) || !o.map_kib ||
+	    o.map_kib % 4 || o.map_kib > (1ull << 30) || !o.calls || o.calls > (1ull << 28) ||
+	    !o.reps || o.reps > MAX_REPS || o.only_mappings > 65535 || !o.batch ||
+	    o.batch > MAX_BATCH)
+		bench_fail("bad options: map %" PRIu64 " KiB, %" PRIu64
 			   " calls, %u reps (1..%u), %" PRIu64 " mappings",
-			   o.map_mib, o.calls, o.reps, MAX_REPS, o.only_mappings);
+			   o.map_kib, o.calls, o.reps, MAX_REPS, o.only_mappings);
 	return o;
 }
 
@@ -502,7 +515,7 @@ static void print_json(const struct opts *o, const struct mark_case *mc, unsigne
 	const struct figure *bound = &f[IMPL_BOUND];
 	const struct figure *check = &f[IMPL_BOUND_CHECK], *naive = &f[IMPL_NAIVE];
 
-	printf("{\"bench\":\"mark\",\"mappings\":%" PRIu64 ",\"mapping_mib\":%" PRIu64
+	printf("{\"bench\":\"mark\",\"mappings\":%" PRIu64 ",\"mapping_mib\":%g"
 	       ",\"total_gib\":%.3f,\"threads\":%u,\"reps\":%u,\"calls_per_thread\":%" PRIu64
 	       ",\"distinct_pages\":%" PRIu64 ",\"fresh_fraction\":%.4f"
 	       ",\"ours_ns\":%.2f,\"ours_min_ns\":%.2f,\"ours_batch_ns\":%.2f,\"batch\":%u"
@@ -512,11 +525,11 @@ static void print_json(const struct opts *o, const struct mark_case *mc, unsigne
 	       ",\"naive_agg_ns\":%.2f,\"ours_over_bound\":%.3f,\"ours_over_bound_check\":%.3f"
 	       ",\"naive_over_ours\":%.3f,\"timed_faults_ours\":%" PRIu64
 	       ",\"timed_faults_refs\":%" PRIu64 "}\n",
-	       mc->nmap, o->map_mib, (double)mc->total / (1ull << 30), th, o->reps, mc->calls,
-	       mc->distinct[th], (double)mc->distinct[th] / (double)(mc->calls * th), ours->ns,
-	       ours->min_ns, batch->ns, mc->batch, bound->ns, check->ns, naive->ns, naive->calls,
-	       ours->agg_ns, bound->agg_ns, check->agg_ns, naive->agg_ns, ours->ns / bound->ns,
-	       ours->ns / check->ns, naive->ns / ours->ns, ours->faults,
+	       mc->nmap, (double)o->map_kib / 1024, (double)mc->total / (1ull << 30), th, o->reps,
+	       mc->calls, mc->distinct[th], (double)mc->distinct[th] / (double)(mc->calls * th),
+	       ours->ns, ours->min_ns, batch->ns, mc->batch, bound->ns, check->ns, naive->ns,
+	       naive->calls, ours->agg_ns, bound->agg_ns, check->agg_ns, naive->agg_ns,
+	       ours->ns / bound->ns, ours->ns / check->ns, naive->ns / ours->ns, ours->faults,
 	       bound->faults + check->faults + naive->faults);
 }
 
@@ -533,18 +546,18 @@ static void print_table(const struct opts *o, const uint64_t *counts, unsigned n
 		o->reps, "mappings", "MiB each", "total GiB", "threads", "ours", batch_col, "bound",
 		"bnd_chk", "naive", "ours/bnd", "naive/ours");
 	for (unsigned c = 0; c < ncounts; c++) {
-		uint64_t mib = o->total_gib ? (o->total_gib << 10) / counts[c] : o->map_mib;
+		double mib = o->total_gib ? (double)(o->total_gib << 10) / (double)counts[c]
+					  : (double)o->map_kib / 1024;
 
 		for (unsigned th = 1; th <= MAX_THREADS; th++) {
 			const struct figure *f = fig[c][th - 1];
 
 			fprintf(stderr,
-				"%8" PRIu64 " %8" PRIu64
-				" %9.3f %7u %8.2f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n",
-				counts[c], mib, (double)(counts[c] * mib) / 1024, th,
-				f[IMPL_OURS].ns, f[IMPL_OURS_BATCH].ns, f[IMPL_BOUND].ns,
-				f[IMPL_BOUND_CHECK].ns, f[IMPL_NAIVE].ns,
-				f[IMPL_OURS].ns / f[IMPL_BOUND].ns,
+				"%8" PRIu64
+				" %8.4g %9.3f %7u %8.2f %8.2f %8.2f %8.2f %8.2f %10.2f %10.2f\n",
+				counts[c], mib, (double)counts[c] * mib / 1024, th, f[IMPL_OURS].ns,
+				f[IMPL_OURS_BATCH].ns, f[IMPL_BOUND].ns, f[IMPL_BOUND_CHECK].ns,
+				f[IMPL_NAIVE].ns, f[IMPL_OURS].ns / f[IMPL_BOUND].ns,
 				f[IMPL_NAIVE].ns / f[IMPL_OURS].ns);
 		}
 	}
@@ -572,7 +585,7 @@ int main(int argc, char **argv)
 		struct mark_case mc;
 
 		if (o.total_gib)
-			o.map_mib = (o.total_gib << 10) / counts[c];
+			o.map_kib = (o.total_gib << 20) / counts[c];
 		case_setup(&mc, &o, counts[c]);
 		for (unsigned th = 1; th <= MAX_THREADS; th++) {
 			struct figure *f = fig[c][th - 1];

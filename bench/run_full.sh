@@ -45,6 +45,13 @@ for i in $(seq "$RUNS"); do
 	wait_quiet "mark_64x16G $i"
 	"$BUILD/bench/bench_mark" --reps 5 --mappings 64 --map-mib 16384 \
 		> "$OUT/mark_64x16G_$i.jsonl" 2> "$OUT/mark_64x16G_$i.txt"
+	# A vIOMMU's small mappings: 4 KiB and 1 MiB each.
+	wait_quiet "mark4K $i"
+	"$BUILD/bench/bench_mark" --reps 5 --map-kib 4 > "$OUT/mark4K_$i.jsonl" \
+		2> "$OUT/mark4K_$i.txt"
+	wait_quiet "mark1M $i"
+	"$BUILD/bench/bench_mark" --reps 5 --map-kib 1024 > "$OUT/mark1M_$i.jsonl" \
+		2> "$OUT/mark1M_$i.txt"
 	# Trackers: each source over 1 GiB, then the dirty set over 8 GiB (which writes all
 	# 8 GiB at its 100 % level: 8 GiB of RAM until it ends, and ~15 minutes here).
 	wait_quiet "track_sources $i"

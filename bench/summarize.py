@@ -56,6 +56,11 @@ def report_table(runs):
           f"started (it includes the previous benchmark): {loads}")
 
 
+def size_text(mib):
+    """A mapping size given in MiB, in KiB when under one."""
+    return f"{mib * 1024:g} KiB" if mib < 1 else f"{mib:g} MiB"
+
+
 def mark_table(runs):
     rows = {}
     for run in runs:
@@ -64,13 +69,14 @@ def mark_table(runs):
                 rows.setdefault((o["mappings"], o["threads"]), []).append(o)
     first = next(o for o in runs[0] if o["bench"] == "mark")
     sizes = {o["mapping_mib"] for run in runs for o in run if o["bench"] == "mark"}
-    what = (f"mappings of {first['mapping_mib']} MiB" if len(sizes) == 1 else
+    what = (f"mappings of {size_text(first['mapping_mib'])}" if len(sizes) == 1 else
             f"{first['total_gib']:g} GiB split among the mappings")
     print(f"{what}, {len(runs)} runs, {first['reps']} "
           f"repetitions of {first['calls_per_thread']} calls per thread, ns per call per "
           "thread\n")
     batch = "ours_batch_ns" in first  # dt_dma_log_batch, from the fifth session on
-    print("| mappings (total) | threads | fresh | ours |" + (" ours, batch of 16 |" if batch else "")
+    print("| mappings (total) | threads | fresh | ours |"
+          + (f" ours, batch of {first['batch']} |" if batch else "")
           + " bound | bound_check | naive | ours / bound | naive / ours |")
     print("|---|---|---|---|---|---|---|---|---|" + ("---|" if batch else ""))
     for key in sorted(rows):
@@ -79,7 +85,7 @@ def mark_table(runs):
         def med(k):
             return statistics.median(o[k] for o in os_)
 
-        print(f"| {key[0]} x {os_[0]['mapping_mib']} MiB ({os_[0]['total_gib']:g} GiB) | {key[1]} "
+        print(f"| {key[0]} x {size_text(os_[0]['mapping_mib'])} ({os_[0]['total_gib']:g} GiB) | {key[1]} "
               f"| {os_[0]['fresh_fraction'] * 100:.0f} % "
               f"| {cell([o['ours_ns'] for o in os_], 1, 1)} "
               + (f"| {cell([o['ours_batch_ns'] for o in os_], 1, 1)} " if batch else "")

@@ -38,9 +38,19 @@
 #define DT_MAX_MAPPINGS	    65535u
 #define DT_MAX_BITMAP_BYTES (1ull << 32) /* 128 TiB of 4 KiB pages per report */
 
-/* The granules of the marking paths' lookup cache (lookup.h): 2 MiB to 1 GiB of IOVA. */
-#define LOOKUP_SHIFT_MIN 21u
-#define LOOKUP_SHIFT_MAX 30u
+/* The granules of the marking paths' lookup cache (lookup.h): the coarse table's are 2 MiB
+ * to 1 GiB of IOVA, the fine table's (mappings under 2 MiB or not aligned to it) 4 KiB to
+ * 1 MiB. */
+#define LOOKUP_SHIFT_MIN      21u
+#define LOOKUP_SHIFT_MAX      30u
+#define LOOKUP_FINE_SHIFT_MIN 12u
+#define LOOKUP_FINE_SHIFT_MAX 20u
+
+/* One direct-mapped table of the lookup cache. */
+struct lookup_table {
+	_Atomic unsigned shift;	 /* log2 of the IOVA granule of a slot */
+	_Atomic uint64_t *slots; /* LOOKUP_SLOTS cached mappings */
+};
 
 /* One-shot classes. CLS_VMM takes the dt_dma_rw/dt_dma_log writes of devices flagged
  * DT_DEVICE_F_VMM (the VMM's own emulation) instead of CLS_RW/CLS_LOG. */
@@ -86,11 +96,11 @@ struct dt_iommu {
 	/* The small bitmaps of all mappings, one plane per set and class, one for the pinned
 	 * sets: the markers' writes stay within one dense plane (core/arena.h). */
 	struct arena planes[2 * NCLS + 1];
-	_Atomic uint64_t lookup_gen;   /* lookup.c: bumped by every unmap */
-	_Atomic unsigned lookup_shift; /* lookup.c: log2 of the IOVA granule of a slot */
-	/* lookup.c: how many mappings allow each granule (index: log2 - LOOKUP_SHIFT_MIN) */
-	uint32_t lookup_granules[LOOKUP_SHIFT_MAX - LOOKUP_SHIFT_MIN + 1];
-	_Atomic uint64_t *lookup; /* lookup.c: LOOKUP_SLOTS cached mappings */
+	_Atomic uint64_t lookup_gen; /* lookup.c: bumped by every unmap */
+	struct lookup_table coarse;  /* lookup.c: mappings of 2 MiB granules or coarser */
+	struct lookup_table fine;    /* lookup.c: the others */
+	/* lookup.c: how many mappings allow each granule (index: log2 - LOOKUP_FINE_SHIFT_MIN) */
+	uint32_t lookup_granules[LOOKUP_SHIFT_MAX - LOOKUP_FINE_SHIFT_MIN + 1];
 };
 
 static inline struct dt_mapping *node_mapping(struct iova_node *n)

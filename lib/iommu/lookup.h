@@ -14,8 +14,10 @@
 
 #include "iommu/internal.h"
 
-/* The cache in front of the tree (65536 slots, 512 KiB; one per
- * 2 MiB to 1 GiB of IOVA, the coarsest granule every mapping of 2 MiB or more is made of) */
+/* The cache in front of the tree: two tables of 65536 slots (512 KiB each), indexed by
+ * iova >> shift. The coarse one holds the mappings whose iova and size are multiples of
+ * 2 MiB, one slot per 2 MiB to 1 GiB (the coarsest granule all of them allow); the fine one
+ * the others (a vIOMMU's small mappings), one slot per 4 KiB to 1 MiB likewise. */
 #define LOOKUP_SLOTS	 65536u
 #define LOOKUP_TAG_SHIFT 48
 int lookup_init(struct dt_iommu *iommu);
@@ -25,52 +27,75 @@ void lookup_destroy(struct dt_iommu *iommu);
 void lookup_note_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size);
 void lookup_forget_mapping(struct dt_iommu *iommu, uint64_t iova, uint64_t size);
 
-/* The slot that caches iova. The granule may change under us: any slot is correct, a
- * stale granule only costs a miss. */
-static inline _Atomic uint64_t *lookup_slot(struct dt_iommu *iommu, uint64_t iova)
+/* The slot of table t that caches iova. The granule may change under us: any slot is
+ * correct, a stale granule only costs a miss. */
+static inline _Atomic uint64_t *lookup_slot(struct lookup_table *t, uint64_t iova)
 {
-	unsigned shift = atomic_load_explicit(&iommu->lookup_shift, memory_order_relaxed);
+	unsigned shift = atomic_load_explicit(&t->shift, memory_order_relaxed);
 
-	return &iommu->lookup[(iova >> shift) & (LOOKUP_SLOTS - 1)];
+	return &t->slots[(iova >> shift) & (LOOKUP_SLOTS - 1)];
 }
-struct dt_mapping *lookup_find_slow(struct dt_iommu *iommu, uint64_t iova, uint64_t tag);
 
-/* Lock-free, inside a read-side section: the mapping containing iova, or NULL. The slot's
- * hit path is inline; a miss walks the tree and fills the slot. */
-static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t iova)
+/* The mapping a slot value names if the value is valid (tag) and the mapping holds iova. */
+static inline struct dt_mapping *lookup_hit(uint64_t v, uint64_t tag, uint64_t iova)
 {
-	uint64_t tag = atomic_load_explicit(&iommu->lookup_gen, memory_order_acquire) & 0xffff;
-	uint64_t v = atomic_load_explicit(lookup_slot(iommu, iova), memory_order_acquire);
 	struct dt_mapping *m =
 		(struct dt_mapping *)(uintptr_t)(v & ((1ull << LOOKUP_TAG_SHIFT) - 1));
 
-	if (__builtin_expect(v >> LOOKUP_TAG_SHIFT == tag && tag && iova >= m->node.start &&
-				     iova <= m->node.last,
-			     1))
+	if (v >> LOOKUP_TAG_SHIFT == tag && tag && iova >= m->node.start && iova <= m->node.last)
 		return m;
-	return lookup_find_slow(iommu, iova, tag);
+	return NULL;
 }
-/* Prefetch what lookup_find(iommu, iova) will read: with first, the cache slot; then the
- * mapping the slot names (unvalidated: a prefetch of a stale pointer does no harm) and the
- * descriptors of its two class-cls bitmaps. For batches, whose lookups then overlap. */
-static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, unsigned cls)
-{
-	_Atomic uint64_t *slot = lookup_slot(iommu, iova);
-	uintptr_t m, descs = offsetof(struct dt_mapping, dirty) + cls * sizeof(struct sbitmap);
+/* The fine table, then the tree (filling the slot of the table the mapping belongs in). */
+struct dt_mapping *lookup_find_fine(struct dt_iommu *iommu, uint64_t iova, uint64_t tag);
 
-	if (first) {
-		__builtin_prefetch((const void *)slot);
-		return;
-	}
-	/* Integer arithmetic: the pointer may be stale or empty, it is never dereferenced. */
-	m = (uintptr_t)(atomic_load_explicit(slot, memory_order_relaxed) &
-			((1ull << LOOKUP_TAG_SHIFT) - 1));
+/* Lock-free, inside a read-side section: the mapping containing iova, or NULL. The coarse
+ * table's hit path is inline; the rest is out of line. */
+static inline struct dt_mapping *lookup_find(struct dt_iommu *iommu, uint64_t iova)
+{
+	uint64_t tag = atomic_load_explicit(&iommu->lookup_gen, memory_order_acquire) & 0xffff;
+	uint64_t v = atomic_load_explicit(lookup_slot(&iommu->coarse, iova), memory_order_acquire);
+	struct dt_mapping *m = lookup_hit(v, tag, iova);
+
+	if (__builtin_expect(m != NULL, 1))
+		return m;
+	return lookup_find_fine(iommu, iova, tag);
+}
+
+/* Prefetch the mapping that slot value v names and the descriptors of its two class-cls
+ * bitmaps. Integer arithmetic: the pointer may be stale or empty, it is never dereferenced. */
+static inline void lookup_prefetch_mapping(uint64_t v, unsigned cls)
+{
+	uintptr_t m = (uintptr_t)(v & ((1ull << LOOKUP_TAG_SHIFT) - 1));
+	uintptr_t descs = offsetof(struct dt_mapping, dirty) + cls * sizeof(struct sbitmap);
+
 	if (!m)
 		return;
 	__builtin_prefetch((const void *)m);
 	__builtin_prefetch((const void *)(m + 64));
 	__builtin_prefetch((const void *)(m + descs));
 	__builtin_prefetch((const void *)(m + descs + NCLS * sizeof(struct sbitmap)));
+}
+
+/* Prefetch what lookup_find(iommu, iova) will read: with first, the cache slots; then the
+ * mappings they name (lookup_prefetch_mapping). For batches, whose lookups then overlap. The
+ * fine table only while it holds anything. */
+static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, unsigned cls)
+{
+	_Atomic uint64_t *coarse = lookup_slot(&iommu->coarse, iova);
+	_Atomic uint64_t *fine = lookup_slot(&iommu->fine, iova);
+	bool use_fine =
+		atomic_load_explicit(&iommu->fine.shift, memory_order_relaxed) < LOOKUP_SHIFT_MIN;
+
+	if (first) {
+		__builtin_prefetch((const void *)coarse);
+		if (use_fine)
+			__builtin_prefetch((const void *)fine);
+		return;
+	}
+	lookup_prefetch_mapping(atomic_load_explicit(coarse, memory_order_relaxed), cls);
+	if (use_fine)
+		lookup_prefetch_mapping(atomic_load_explicit(fine, memory_order_relaxed), cls);
 }
 
 /* Under the lock, after mappings left the tree and before the grace period that frees them. */

@@ -15,7 +15,8 @@
 #include <cmocka.h>
 
 #include "helpers.h"
-#include "iommu/internal.h" /* white box: the lookup cache's granule */
+#include "iommu/internal.h" /* white box: the lookup cache's tables */
+#include "iommu/lookup.h"
 
 static void test_dma_rw_across_mappings(void **state)
 {
@@ -239,32 +240,51 @@ static void test_lookup_cache_granule(void **state)
 }
 
 /*
- * White box: the lookup cache's granule is the coarsest one that every mapping of 2 MiB or
- * more allows (the largest power of two dividing its iova and size, 2 MiB to 1 GiB), both as
- * mappings come and as they go, for a random sequence checked against a recomputation here.
+ * White box: each table of the lookup cache has the coarsest granule its mappings allow (the
+ * largest power of two dividing iova and size): the coarse table, 2 MiB to 1 GiB, from the
+ * mappings of 2 MiB or more that are aligned to 2 MiB; the fine table, 4 KiB to 1 MiB, from
+ * the smaller ones (2 MiB while there are none). Both as mappings come and as they go, for
+ * a random sequence checked against a recomputation here.
  */
-static unsigned expected_shift(const uint64_t *iova, const uint64_t *size, unsigned n)
+static void expected_shifts(const uint64_t *iova, const uint64_t *size, unsigned n,
+			    unsigned *coarse, unsigned *fine)
 {
-	unsigned shift = LOOKUP_SHIFT_MAX;
-
+	*coarse = LOOKUP_SHIFT_MAX;
+	*fine = LOOKUP_SHIFT_MIN;
 	for (unsigned i = 0; i < n; i++) {
-		unsigned g = size[i] ? (unsigned)__builtin_ctzll(iova[i] | size[i]) : 64;
+		unsigned g;
 
-		if (g >= LOOKUP_SHIFT_MIN && g < shift)
-			shift = g;
+		if (!size[i])
+			continue;
+		g = (unsigned)__builtin_ctzll(iova[i] | size[i]);
+		if (size[i] < 1ull << LOOKUP_SHIFT_MIN && g < *fine)
+			*fine = g;
+		else if (size[i] >= 1ull << LOOKUP_SHIFT_MIN && g >= LOOKUP_SHIFT_MIN &&
+			 g < *coarse)
+			*coarse = g;
 	}
-	return shift;
+}
+
+/* Table t holds the mapping that contains iova, under the current generation. */
+static bool filed_in(struct dt_iommu *io, struct lookup_table *t, uint64_t iova)
+{
+	uint64_t tag = atomic_load(&io->lookup_gen) & 0xffff;
+
+	return lookup_hit(atomic_load(lookup_slot(t, iova)), tag, iova) != NULL;
 }
 
 static void test_lookup_granule_follows_mappings(void **state)
 {
 	struct dt_iommu *io = *state;
+	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
 	const uint64_t slot = 1ull << 30; /* each mapping in its own GiB */
 	enum { N = 12 };
 	uint64_t iova[N] = {0}, size[N] = {0};
 	uint8_t *mem = guest_mem(slot);
+	unsigned coarse, fine;
 
-	EXPECT_EQ(atomic_load(&io->lookup_shift), LOOKUP_SHIFT_MAX);
+	EXPECT_EQ(atomic_load(&io->coarse.shift), LOOKUP_SHIFT_MAX);
+	EXPECT_EQ(atomic_load(&io->fine.shift), LOOKUP_SHIFT_MIN);
 	for (unsigned op = 0; op < 400; op++) {
 		unsigned i = (unsigned)rng_below(N);
 		uint64_t at = (1ull << 40) + i * slot;
@@ -285,8 +305,14 @@ static void test_lookup_granule_follows_mappings(void **state)
 			ctx_set("op %u: map %" PRIu64 " KiB at +0x%" PRIx64, op, size[i] >> 10,
 				iova[i] - at);
 			EXPECT_EQ(vfio_map(io, mem, iova[i], size[i], 3), 0);
+			/* A lookup files the mapping in its own table. */
+			EXPECT_EQ(dt_dma_log(dev, iova[i] + size[i] - 1, 1), 0);
+			EXPECT_TRUE(filed_in(io, size[i] < 1ull << 21 ? &io->fine : &io->coarse,
+					     iova[i] + size[i] - 1));
 		}
-		EXPECT_EQ(atomic_load(&io->lookup_shift), expected_shift(iova, size, N));
+		expected_shifts(iova, size, N, &coarse, &fine);
+		EXPECT_EQ(atomic_load(&io->coarse.shift), coarse);
+		EXPECT_EQ(atomic_load(&io->fine.shift), fine);
 	}
 }
 
