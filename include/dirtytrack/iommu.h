@@ -113,9 +113,9 @@ struct dt_dma_range {
 
 /*
  * dt_dma_log() of n ranges, in order, as n calls would, but cheaper per range when they are
- * scattered over a large container: it looks up and prefetches the bitmap words of ranges
- * ahead of the one it marks, so their cache misses overlap (a device completing a batch of
- * descriptors should use it; longer batches gain more). Returns the number of ranges logged: n, or fewer when range
+ * scattered over a large container: it looks up and prefetches the bitmap words of up to 16
+ * ranges before it marks any, so their cache misses overlap (a device completing a batch of
+ * descriptors should use it). Returns the number of ranges logged: n, or fewer when range
  * [ret] was rejected (nothing of it marked; a call from there returns its errno), or a
  * negative errno when the first range is rejected or dev is NULL, or ranges NULL with n > 0.
  */

@@ -135,15 +135,8 @@ int dt_dma_log(struct dt_device *dev, uint64_t iova, uint64_t len)
 	return err;
 }
 
-/*
- * dt_dma_log_batch is a software pipeline over the ranges, BATCH_STAGE ranges per stage:
- * range i + 3 * BATCH_STAGE has its lookup slot prefetched, range i + 2 * BATCH_STAGE the
- * mapping that slot names, range i + BATCH_STAGE is looked up (which prefetches its leaf word
- * and hints) and range i is marked. Each cache miss of the dependent chain (slot, mapping,
- * bitmap) has BATCH_STAGE ranges' time to complete, and the misses of a whole stage overlap.
- */
-#define BATCH_STAGE 8u
-#define BATCH_RING  16u /* prepared ranges not yet marked: BATCH_STAGE + 1 at most */
+/* The ranges dt_dma_log_batch looks up and prefetches before it marks them. */
+#define BATCH_AHEAD 16
 
 /* A range within one leaf word of one mapping: where its bits go, found ahead. */
 struct batch_mark {
@@ -159,8 +152,7 @@ static void batch_prepare(struct dt_iommu *iommu, enum dt_class cls, const struc
 	struct dt_mapping *m;
 
 	bm->b = NULL;
-	if (!r->len || r->iova + r->len - 1 < r->iova ||
-	    !atomic_load_explicit(&iommu->tracking, memory_order_relaxed))
+	if (!r->len || r->iova + r->len - 1 < r->iova)
 		return;
 	m = lookup_find(iommu, r->iova);
 	if (!m || r->iova + r->len - 1 > m->node.last)
@@ -176,24 +168,9 @@ static void batch_prepare(struct dt_iommu *iommu, enum dt_class cls, const struc
 	__builtin_prefetch((const void *)&bm->b->summary[bm->word / 64], 1);
 }
 
-/* Mark range r as prepared in bm: 0, or dt_dma_log's errno when it had to take the call. */
-static int batch_mark_one(struct dt_device *dev, const struct dt_dma_range *r,
-			  const struct batch_mark *bm)
-{
-	if (!bm->b) {
-		/* Anything else, errors included, takes the single call (its own checks and
-		 * messages; its section nests in ours). */
-		return dt_dma_log(dev, r->iova, r->len);
-	}
-	sbm_set_in_word(bm->b, bm->word, bm->bits);
-	if (atomic_load_explicit(&dev->log, memory_order_relaxed))
-		dev_log_mark(dev, r->iova, r->len);
-	return 0;
-}
-
 int dt_dma_log_batch(struct dt_device *dev, const struct dt_dma_range *ranges, unsigned n)
 {
-	struct batch_mark bm[BATCH_RING];
+	struct batch_mark bm[BATCH_AHEAD];
 	struct dt_iommu *iommu;
 	enum dt_class cls;
 	unsigned done = 0;
@@ -207,25 +184,36 @@ int dt_dma_log_batch(struct dt_device *dev, const struct dt_dma_range *ranges, u
 	iommu = dev->iommu;
 	cls = device_class(dev, CLS_LOG);
 	rcu_read_lock();
-	/* Fill the pipeline: the first 3 stages' worth of ranges, each one step further. */
-	for (unsigned i = 0; i < 3 * BATCH_STAGE && i < n; i++)
-		lookup_prefetch(iommu, ranges[i].iova, true, cls);
-	for (unsigned i = 0; i < 2 * BATCH_STAGE && i < n; i++)
-		lookup_prefetch(iommu, ranges[i].iova, false, cls);
-	for (unsigned i = 0; i < BATCH_STAGE && i < n; i++)
-		batch_prepare(iommu, cls, &ranges[i], &bm[i % BATCH_RING]);
-	for (; done < n; done++) {
-		unsigned ahead = done + BATCH_STAGE;
+	while (done < n && !err) {
+		unsigned k = n - done < BATCH_AHEAD ? n - done : BATCH_AHEAD;
+		bool tracking = atomic_load_explicit(&iommu->tracking, memory_order_relaxed);
+		bool fine = lookup_fine_used(iommu);
 
-		if (ahead + 2 * BATCH_STAGE < n)
-			lookup_prefetch(iommu, ranges[ahead + 2 * BATCH_STAGE].iova, true, cls);
-		if (ahead + BATCH_STAGE < n)
-			lookup_prefetch(iommu, ranges[ahead + BATCH_STAGE].iova, false, cls);
-		if (ahead < n)
-			batch_prepare(iommu, cls, &ranges[ahead], &bm[ahead % BATCH_RING]);
-		err = batch_mark_one(dev, &ranges[done], &bm[done % BATCH_RING]);
-		if (err)
-			break;
+		/* Three passes, each over all k ranges so their misses overlap: the lookup
+		 * slots, the mappings they name, then the lookups proper (which prefetch the
+		 * bitmap words the marks will write). */
+		for (unsigned pass = 0; tracking && pass < 2; pass++)
+			for (unsigned j = 0; j < k; j++)
+				lookup_prefetch(iommu, ranges[done + j].iova, pass == 0, fine, cls);
+		for (unsigned j = 0; j < k; j++) {
+			bm[j].b = NULL;
+			if (tracking)
+				batch_prepare(iommu, cls, &ranges[done + j], &bm[j]);
+		}
+		for (unsigned j = 0; j < k && !err; j++) {
+			const struct dt_dma_range *r = &ranges[done];
+
+			if (bm[j].b) {
+				sbm_set_in_word(bm[j].b, bm[j].word, bm[j].bits);
+				if (atomic_load_explicit(&dev->log, memory_order_relaxed))
+					dev_log_mark(dev, r->iova, r->len);
+			} else {
+				/* Anything else, errors included, takes the single call (its own
+				 * checks and messages; its section nests in ours). */
+				err = dt_dma_log(dev, r->iova, r->len);
+			}
+			done += !err;
+		}
 	}
 	rcu_read_unlock();
 	if (err && !done)

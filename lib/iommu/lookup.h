@@ -77,25 +77,31 @@ static inline void lookup_prefetch_mapping(uint64_t v, unsigned cls)
 	__builtin_prefetch((const void *)(m + descs + NCLS * sizeof(struct sbitmap)));
 }
 
+/* Whether the fine table holds anything (lookup_prefetch leaves it alone otherwise). */
+static inline bool lookup_fine_used(struct dt_iommu *iommu)
+{
+	return atomic_load_explicit(&iommu->fine.shift, memory_order_relaxed) < LOOKUP_SHIFT_MIN;
+}
+
 /* Prefetch what lookup_find(iommu, iova) will read: with first, the cache slots; then the
  * mappings they name (lookup_prefetch_mapping). For batches, whose lookups then overlap. The
- * fine table only while it holds anything. */
-static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, unsigned cls)
+ * fine table's too when fine (lookup_fine_used(), read once per batch). */
+static inline void lookup_prefetch(struct dt_iommu *iommu, uint64_t iova, bool first, bool fine,
+				   unsigned cls)
 {
 	_Atomic uint64_t *coarse = lookup_slot(&iommu->coarse, iova);
-	_Atomic uint64_t *fine = lookup_slot(&iommu->fine, iova);
-	bool use_fine =
-		atomic_load_explicit(&iommu->fine.shift, memory_order_relaxed) < LOOKUP_SHIFT_MIN;
 
 	if (first) {
 		__builtin_prefetch((const void *)coarse);
-		if (use_fine)
-			__builtin_prefetch((const void *)fine);
+		if (fine)
+			__builtin_prefetch((const void *)lookup_slot(&iommu->fine, iova));
 		return;
 	}
 	lookup_prefetch_mapping(atomic_load_explicit(coarse, memory_order_relaxed), cls);
-	if (use_fine)
-		lookup_prefetch_mapping(atomic_load_explicit(fine, memory_order_relaxed), cls);
+	if (fine)
+		lookup_prefetch_mapping(
+			atomic_load_explicit(lookup_slot(&iommu->fine, iova), memory_order_relaxed),
+			cls);
 }
 
 /* Under the lock, after mappings left the tree and before the grace period that frees them. */
