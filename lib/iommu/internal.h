@@ -38,13 +38,12 @@
 #define DT_MAX_MAPPINGS	    65535u
 #define DT_MAX_BITMAP_BYTES (1ull << 32) /* 128 TiB of 4 KiB pages per report */
 
-/* The granules of the marking paths' lookup cache (lookup.h): the coarse table's are 2 MiB
- * to 1 GiB of IOVA, the fine table's (mappings under 2 MiB or not aligned to it) 4 KiB to
- * 1 MiB. */
+/* The granules of the marking paths' lookup cache (lookup.h): the coarse table's (mappings
+ * of 2 MiB or more) are 2 MiB to 1 GiB of IOVA, the fine table's (smaller mappings) from
+ * 4 KiB up to, at most, 1 MiB. */
 #define LOOKUP_SHIFT_MIN      21u
 #define LOOKUP_SHIFT_MAX      30u
 #define LOOKUP_FINE_SHIFT_MIN 12u
-#define LOOKUP_FINE_SHIFT_MAX 20u
 
 /* One direct-mapped table of the lookup cache. */
 struct lookup_table {

@@ -15,9 +15,9 @@
 #include "iommu/internal.h"
 
 /* The cache in front of the tree: two tables of 65536 slots (512 KiB each), indexed by
- * iova >> shift. The coarse one holds the mappings whose iova and size are multiples of
- * 2 MiB, one slot per 2 MiB to 1 GiB (the coarsest granule all of them allow); the fine one
- * the others (a vIOMMU's small mappings), one slot per 4 KiB to 1 MiB likewise. */
+ * iova >> shift. The coarse one holds the mappings of 2 MiB or more, one slot per 2 MiB to
+ * 1 GiB (the coarsest granule all of them that are aligned to 2 MiB allow); the fine one the
+ * smaller ones (a vIOMMU's), one slot per 4 KiB to 1 MiB likewise. */
 #define LOOKUP_SLOTS	 65536u
 #define LOOKUP_TAG_SHIFT 48
 int lookup_init(struct dt_iommu *iommu);

@@ -307,8 +307,9 @@ static void test_lookup_granule_follows_mappings(void **state)
 			EXPECT_EQ(vfio_map(io, mem, iova[i], size[i], 3), 0);
 			/* A lookup files the mapping in its own table. */
 			EXPECT_EQ(dt_dma_log(dev, iova[i] + size[i] - 1, 1), 0);
-			EXPECT_TRUE(filed_in(io, size[i] < 1ull << 21 ? &io->fine : &io->coarse,
-					     iova[i] + size[i] - 1));
+			EXPECT_TRUE(filed_in(
+				io, size[i] < 1ull << LOOKUP_SHIFT_MIN ? &io->fine : &io->coarse,
+				iova[i] + size[i] - 1));
 		}
 		expected_shifts(iova, size, N, &coarse, &fine);
 		EXPECT_EQ(atomic_load(&io->coarse.shift), coarse);
@@ -317,26 +318,36 @@ static void test_lookup_granule_follows_mappings(void **state)
 }
 
 /* Slots carry a 16-bit generation that every unmap bumps; after 2^16 unmaps it wraps, and
- * the cache must be emptied then so that no slot from 65536 unmaps ago becomes valid again. */
+ * both tables must be emptied then so that no slot from 65536 unmaps ago becomes valid
+ * again: a page mapping (fine table) and a 2 MiB one (coarse table) are logged and unmapped,
+ * then 70 000 rounds map, log and unmap a page whose slots are neither of theirs. Two
+ * mappings that stay keep each table's granule where it was, so the old slots stay the
+ * ones a log at their addresses reads. */
 static void test_lookup_cache_wraps(void **state)
 {
 	struct dt_iommu *io = *state;
 	struct dt_device *dev = attach(io, DT_DEVICE_LOGGING);
-	uint8_t *mem = guest_mem(2 * PG);
+	const uint64_t gib = 1ull << 30, mib2 = 2ull << 20;
+	const uint64_t small = IOVA_BASE, big = IOVA_BASE + gib, round = IOVA_BASE + 2 * gib + PG;
+	uint8_t *mem = guest_mem(mib2);
 	const unsigned rounds = 70000;
 	unsigned bad = 0;
 
 	tracking_start(io);
-	/* A slot for the first page, filled once and never again by a log at that address. */
-	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE, PG, 3), 0);
-	EXPECT_EQ(dt_dma_log(dev, IOVA_BASE, 1), 0);
-	EXPECT_EQ(vfio_unmap(io, IOVA_BASE, PG, 0, NULL), 0);
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE + 3 * gib, mib2, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem, IOVA_BASE + 3 * gib + 2 * mib2, PG, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem, small, PG, 3), 0);
+	EXPECT_EQ(vfio_map(io, mem, big, mib2, 3), 0);
+	EXPECT_EQ(dt_dma_log(dev, small, 1), 0);
+	EXPECT_EQ(dt_dma_log(dev, big, 1), 0);
+	EXPECT_EQ(vfio_unmap(io, small, PG, 0, NULL), 0);
+	EXPECT_EQ(vfio_unmap(io, big, mib2, 0, NULL), 0);
 	for (unsigned i = 0; i < rounds; i++) {
-		/* Another granule, so the first slot is never overwritten. */
-		bad += vfio_map(io, mem + PG, IOVA_BASE + (1ull << 30), PG, 3) != 0;
-		bad += dt_dma_log(dev, IOVA_BASE + (1ull << 30), 1) != 0;
-		bad += vfio_unmap(io, IOVA_BASE + (1ull << 30), PG, 0, NULL) != 0;
-		bad += dt_dma_log(dev, IOVA_BASE, 1) != -EINVAL;
+		bad += vfio_map(io, mem, round, PG, 3) != 0;
+		bad += dt_dma_log(dev, round, 1) != 0;
+		bad += vfio_unmap(io, round, PG, 0, NULL) != 0;
+		bad += dt_dma_log(dev, small, 1) != -EINVAL;
+		bad += dt_dma_log(dev, big, 1) != -EINVAL;
 	}
 	ctx_set("%u map/log/unmap rounds", rounds);
 	EXPECT_EQ(bad, 0);
