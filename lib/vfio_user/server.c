@@ -41,6 +41,15 @@ void *vfu_out_reserve(struct dt_vfu_server *s, size_t len)
 	return s->out;
 }
 
+int vfu_reply_with(struct dt_vfu_server *s, const void *p, size_t len)
+{
+	if (!vfu_out_reserve(s, len))
+		return -ENOMEM;
+	memcpy(s->out, p, len);
+	s->out_len = len;
+	return 0;
+}
+
 /* ---- life ---------------------------------------------------------------------------------- */
 
 static int check_opts(const struct dt_vfu_server_opts *o)

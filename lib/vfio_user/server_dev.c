@@ -49,11 +49,7 @@ int vfu_handle_device_info(struct dt_vfu_server *s, struct vfu_msg *msg)
 				       .flags = s->opts.device_flags,
 				       .num_regions = s->opts.num_regions,
 				       .num_irqs = s->opts.num_irqs};
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
+	return vfu_reply_with(s, &out, sizeof(out));
 }
 
 int vfu_handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg)
@@ -83,11 +79,7 @@ int vfu_handle_region_info(struct dt_vfu_server *s, struct vfu_msg *msg)
 		out.flags &= ~VFU_REGION_F_MMAP;
 		out.offset = 0;
 	}
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
+	return vfu_reply_with(s, &out, sizeof(out));
 }
 
 /* The region of an access, with offset + count inside it and the permission. */
@@ -166,11 +158,7 @@ int vfu_handle_region_write(struct dt_vfu_server *s, struct vfu_msg *msg)
 		r = region_call(s, &a, msg->payload + sizeof(a), true, "REGION_WRITE");
 	if (r)
 		return r;
-	if (!vfu_out_reserve(s, sizeof(a)))
-		return -ENOMEM;
-	memcpy(s->out, &a, sizeof(a));
-	s->out_len = sizeof(a);
-	return 0;
+	return vfu_reply_with(s, &a, sizeof(a));
 }
 
 int vfu_handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg)
@@ -209,11 +197,7 @@ int vfu_handle_region_write_multi(struct dt_vfu_server *s, struct vfu_msg *msg)
 		if (r)
 			return r;
 	}
-	if (!vfu_out_reserve(s, sizeof(m)))
-		return -ENOMEM;
-	memcpy(s->out, &m, sizeof(m));
-	s->out_len = sizeof(m);
-	return 0;
+	return vfu_reply_with(s, &m, sizeof(m));
 }
 
 int vfu_handle_reset(struct dt_vfu_server *s, struct vfu_msg *msg)
@@ -250,11 +234,7 @@ int vfu_handle_irq_info(struct dt_vfu_server *s, struct vfu_msg *msg)
 				    .flags = s->irqs[in.index].flags,
 				    .index = in.index,
 				    .count = s->irqs[in.index].count};
-	if (!vfu_out_reserve(s, sizeof(out)))
-		return -ENOMEM;
-	memcpy(s->out, &out, sizeof(out));
-	s->out_len = sizeof(out);
-	return 0;
+	return vfu_reply_with(s, &out, sizeof(out));
 }
 
 static int irq_signal(int fd)

@@ -102,6 +102,8 @@ struct dt_vfu_server {
 
 /* The reply payload buffer, at least len bytes (s->out_len is not changed). NULL: -ENOMEM. */
 void *vfu_out_reserve(struct dt_vfu_server *s, size_t len);
+/* The reply is exactly the len bytes at p: 0, or -ENOMEM. */
+int vfu_reply_with(struct dt_vfu_server *s, const void *p, size_t len);
 
 /* Handle one received command: 0 with the reply in s->out, or a negative errno (the error
  * reply), possibly | VFU_CLOSE... as -(errno | VFU_CLOSE). Used by process() and the fuzzer. */
