@@ -23,7 +23,10 @@
 #include "iommu/internal.h"
 #include "sys/rcu.h"
 
-#define LOG_MAX_RANGES	  256u
+#define LOG_MAX_RANGES 256u
+/* Granules a log may track in all (2^35: 128 TiB of 4 KiB pages, as a container report's
+ * bitmap): a report walks every range's top hints, so its cost grows with this. */
+#define LOG_MAX_GRANULES  (8 * DT_MAX_BITMAP_BYTES)
 #define offsetofend(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
 
 struct dev_log_range {
@@ -111,7 +114,7 @@ static int log_start(struct dt_device *dev, struct vfio_device_feature_dma_loggi
 {
 	struct vfio_device_feature_dma_logging_range *in;
 	struct dev_log *log;
-	uint64_t gran;
+	uint64_t gran, total;
 	int ret = 0;
 
 	if (!ctl->num_ranges)
@@ -150,6 +153,15 @@ static int log_start(struct dt_device *dev, struct vfio_device_feature_dma_loggi
 			goto out;
 		}
 	gran = ctl->page_size < DT_PAGE_SIZE ? DT_PAGE_SIZE : ctl->page_size;
+	total = 0;
+	for (uint32_t i = 0; i < ctl->num_ranges && total <= LOG_MAX_GRANULES; i++)
+		total += div_round_up(in[i].length, gran);
+	if (total > LOG_MAX_GRANULES) {
+		ret = log_fail(-E2BIG,
+			       "DMA_LOGGING_START: more than %llu granules of 0x%llx in all",
+			       (unsigned long long)LOG_MAX_GRANULES, (unsigned long long)gran);
+		goto out;
+	}
 	log = xzalloc(sizeof(*log) + ctl->num_ranges * sizeof(log->ranges[0]));
 	if (!log) {
 		ret = log_fail(-ENOMEM, "DMA_LOGGING_START: out of memory");

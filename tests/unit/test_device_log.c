@@ -2,8 +2,8 @@
 /*
  * tests/unit/test_device_log.c - VFIO device DMA logging through dt_device_ioctl
  * (VFIO_DEVICE_FEATURE with DMA_LOGGING_START / STOP / REPORT, SEMANTICS.md section 5) on a
- * LOGGING device: PROBE, the range rules (none: -EINVAL, more than 256: -E2BIG,
- * overlapping or unaligned: -EINVAL), the page size written back, reports at 4 KiB, 8 KiB,
+ * LOGGING device: PROBE, the range rules (none: -EINVAL, more than 256 or more than 2^35
+ * granules in all: -E2BIG, overlapping or unaligned: -EINVAL), the page size written back, reports at 4 KiB, 8 KiB,
  * 64 KiB and 2 MiB over a range spanning two logged ranges, read-and-clear, bits only ever
  * set in the caller's bitmap, REPORT without START, -ENOTTY on other device kinds, GET and
  * SET together.
@@ -172,6 +172,16 @@ static void test_start_range_rules(void **state)
 	ctx_set("range iova aligned to 4 KiB, not to the 8 KiB page size");
 	log_range un3 = {IOVA_BASE + PG, 2 * PG};
 	EXPECT_EQ(log_start(dev, 2 * PG, &un3, 1, NULL), -EINVAL);
+	ctx_set("2^35 granules in all are accepted, one more is -E2BIG");
+	log_range huge[2] = {{1ull << 40, 1ull << 46}, {1ull << 47, 1ull << 46}};
+	EXPECT_EQ(log_start(dev, PG, huge, 2, NULL), 0);
+	EXPECT_EQ(log_stop(dev), 0);
+	huge[1].length += PG;
+	EXPECT_EQ(log_start(dev, PG, huge, 2, NULL), -E2BIG);
+	ctx_set("the same bytes at 8 KiB granules are half as many");
+	huge[1].length += PG;
+	EXPECT_EQ(log_start(dev, 2 * PG, huge, 2, NULL), 0);
+	EXPECT_EQ(log_stop(dev), 0);
 	ctx_set("after the failed STARTs, REPORT fails (not started)");
 	EXPECT_TRUE(log_report(dev, IOVA_BASE, 64 * PG, PG, &bm) < 0);
 	ctx_set("256 disjoint ranges, adjacent ones included");
